@@ -1,0 +1,2 @@
+#include "compat.h"
+int main(void) { return 0; }
