@@ -1,2 +1,308 @@
 #include "compat.h"
-int main(void) { return 0; }
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "config.h"
+#include "cyrus.h"
+#include "cyrusdb.h"
+#include "error.h"
+#include "log.h"
+#include "privs.h"
+#include "xmalloc.h"
+
+struct command {
+	const char *name;
+	/* Other names: Debian's "cyrus NAME" forms and argv[0] symlinks. */
+	const char *const aliases[4];
+	int (*fn)(int argc, char **argv, struct cyrus_ctx *ctx);
+	unsigned flags;
+	const char *summary;
+	const char *usage;
+};
+
+#define DB_BACKENDS "flat, skiplist, quotalegacy, twoskip"
+
+static const struct command commands[] = {
+	{ "cvt_cyrusdb", { NULL }, cmd_cvt_cyrusdb,
+	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
+	  "convert a database file between cyrus database formats",
+	  "usage: cvt_cyrusdb [-C altconfig] <old db> <old db backend> "
+	  "<new db> <new db backend>\n"
+	  "Usable Backends: " DB_BACKENDS "\n"
+	  "The new database is written beside its target and renamed over it\n"
+	  "only after it has been read back and checked.\n" },
+	{ "dbtool", { "cyr_dbtool", NULL }, cmd_dbtool,
+	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
+	  "inspect or change one cyrus database (cyr_dbtool)",
+	  "usage: cyrus dbtool [-C altconfig] [-M] [-n] [-c] [-t|-T] <db file> "
+	  "<db backend> <action> [<key>] [<value>]\n"
+	  "Usable Backends: " DB_BACKENDS "\n"
+	  "\n"
+	  "Options:\n"
+	  "  -n  create the database if it does not exist\n"
+	  "  -c  convert the file to <db backend> if it is in another format\n"
+	  "  -M  use the mailbox sort order\n"
+	  "  -T  run all operations in one transaction\n"
+	  "  -t  no transaction (the default)\n"
+	  "\n"
+	  "Actions:\n"
+	  "* show [<prefix>]\n"
+	  "* get <key>\n"
+	  "* set <key> <value>\n"
+	  "* delete <key>\n"
+	  "* dump - internal format dump\n"
+	  "* consistent - check consistency\n"
+	  "* repack - repack/checkpoint the DB (if supported)\n"
+	  "* batch - read from stdin and execute commands\n"
+	  "You may omit key or key/value and specify one per line on stdin\n"
+	  "keys are terminated by tab or newline, values are terminated by "
+	  "newline\n" },
+	{ "help", { NULL }, NULL, 0, "list the commands, or show one's usage",
+	  "usage: cyrus help [COMMAND]\n" },
+};
+
+static const struct command *find_exact(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+		for (size_t j = 0; commands[i].aliases[j]; j++)
+			if (!strcmp(commands[i].aliases[j], name))
+				return &commands[i];
+	}
+	return NULL;
+}
+
+/* Debian's wrapper looks up NAME, then cyr_NAME, then ctl_NAME. */
+static const struct command *find_command(const char *name)
+{
+	static const char *const prefixes[] = { "", "cyr_", "ctl_" };
+	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++) {
+		char *full = xasprintf("%s%s", prefixes[i], name);
+		const struct command *cmd = find_exact(full);
+		free(full);
+		if (cmd)
+			return cmd;
+	}
+	return NULL;
+}
+
+/* The argv[0] symlinks (make install): each acts as its subcommand. */
+static const struct {
+	const char *argv0, *command;
+} argv0_names[] = {
+	{ "cyrreconstruct", "reconstruct" }, { "cyrquota", "quota" },
+	{ "cyrus-makedirs", "makedirs" },    { "ctl_cyrusdb", "ctl_cyrusdb" },
+	{ "cvt_cyrusdb", "cvt_cyrusdb" },    { "ctl_mboxlist", "ctl_mboxlist" },
+	{ "cyr_dbtool", "dbtool" },
+};
+
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t *row = xcalloc(lb + 1, sizeof(size_t));
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	size_t d = row[lb];
+	free(row);
+	return d;
+}
+
+static void print_command_list(FILE *f)
+{
+	fprintf(f, "usage: cyrus [-C altconfig] COMMAND [ARGS]\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!(commands[i].flags & CMD_HIDDEN))
+			fprintf(f, "   %-14s%s\n", commands[i].name,
+				commands[i].summary);
+	fprintf(f, "\n'cyrus help COMMAND' or 'cyrus COMMAND --help' shows "
+		   "a command's options.\n");
+}
+
+static NORETURN void unknown_command(const char *name)
+{
+	const char *best = NULL;
+	size_t bestd = 3;
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+		size_t d = edit_distance(name, commands[i].name);
+		if (d < bestd) {
+			bestd = d;
+			best = commands[i].name;
+		}
+	}
+	fprintf(stderr, "cyrus: '%s' is not a cyrus command\n", name);
+	if (best)
+		fprintf(stderr, "\nThe most similar command is\n\t%s\n", best);
+	else
+		fprintf(stderr, "See 'cyrus help'.\n");
+	exit(EX_USAGE);
+}
+
+void cyrus_usage(const struct cyrus_ctx *ctx, bool ok)
+{
+	fputs(ctx->cmd->usage, ok ? stdout : stderr);
+	if (ok) {
+		fflush(stdout);
+		exit(ferror(stdout) ? EX_IOERR : EX_OK);
+	}
+	exit(EX_USAGE);
+}
+
+void cyrus_setup(struct cyrus_ctx *ctx, const char *config_file)
+{
+	struct error err = ERROR_INIT;
+	unsigned flags = ctx->cmd->flags;
+	if (!(flags & CMD_CONFIG))
+		return;
+	if (!config_file)
+		config_file = ctx->config_file;
+	/* Service-specific keys use the real tool's name (cyr_dbtool_...). */
+	if (config_load(config_file, ctx->cmd->aliases[0] ? ctx->cmd->aliases[0]
+							 : ctx->cmd->name,
+			&ctx->cfg, &err) < 0)
+		fatal(error_exitcode(err.kind), "%s", err.msg);
+	if ((flags & CMD_AS_CYRUS) && privs_become_cyrus(ctx->cfg, &err) < 0)
+		fatal(error_exitcode(err.kind), "%s", err.msg);
+	privs_set_umask(ctx->cfg);
+	struct cyrusdb_env env;
+	config_cyrusdb_env(ctx->cfg, &env);
+	env.nosync = getenv("CYRUS_TOOLKIT_NOSYNC") != NULL;
+	cyrusdb_init(&env);
+	log_open_syslog(ctx->cfg);
+}
+
+/* Makes sure fds 0-2 are open, so that no file we open becomes stdout. */
+static void sanitize_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) < 0) {
+			int n = open("/dev/null", O_RDWR);
+			if (n < 0 || n > 2)
+				exit(EX_OSERR);
+		}
+	}
+}
+
+static int run_command(const struct command *cmd, int argc, char **argv,
+		       const char *config_file, bool via_cyrus)
+{
+	struct cyrus_ctx ctx = { 0 };
+	char *progname = via_cyrus ? xasprintf("cyrus %s", cmd->name)
+				   : xstrdup(argv[0]);
+	ctx.cmd = cmd;
+	ctx.progname = progname;
+	ctx.config_file = config_file;
+	log_init(progname, cmd->aliases[0] && via_cyrus ? cmd->aliases[0]
+							: cmd->name);
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--help"))
+			cyrus_usage(&ctx, true);
+	optind = 0; /* glibc's full reset for the command's own getopt */
+	int r = cmd->fn(argc, argv, &ctx);
+
+	/* A report to a full disk must fail loudly, not come out cut short. */
+	if (fflush(stdout) || ferror(stdout) || fclose(stdout)) {
+		log_error("cannot write to standard output: %s",
+			  strerror(errno));
+		if (!r)
+			r = EX_IOERR;
+	}
+	config_free(&ctx.cfg);
+	free(progname);
+	return r;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_command_list(stdout);
+		return 0;
+	}
+	const struct command *cmd = find_command(argv[1]);
+	if (!cmd)
+		unknown_command(argv[1]);
+	fputs(cmd->usage, stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config_file = NULL;
+	int c;
+
+	sanitize_fds();
+	/* Refuse to run setuid: these tools rewrite a mail store. */
+	if (getuid() != geteuid() || getgid() != getegid()) {
+		fprintf(stderr, "cyrus: refusing to run setuid or setgid\n");
+		return EX_NOPERM;
+	}
+
+	/* Called through a symlink named like a real tool: act as it. */
+	char *base = basename(argv[0]);
+	for (size_t i = 0; i < ARRAY_SIZE(argv0_names); i++) {
+		if (!strcmp(base, argv0_names[i].argv0)) {
+			const struct command *cmd =
+				find_command(argv0_names[i].command);
+			if (!cmd) {
+				fprintf(stderr, "%s: not built into this "
+					"version of cyrus\n", base);
+				return EX_UNAVAILABLE;
+			}
+			return run_command(cmd, argc, argv, NULL, false);
+		}
+	}
+
+	log_init("cyrus", "cyrus");
+	/* Global options stop at the command word ('+'). */
+	while ((c = getopt_long(argc, argv, "+C:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'C':
+			config_file = optarg;
+			break;
+		case 'h':
+			print_command_list(stdout);
+			return 0;
+		default:
+			print_command_list(stderr);
+			return EX_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1) {
+		print_command_list(stderr);
+		return EX_USAGE;
+	}
+	/* Debian's wrapper: "check" means chk_cyrus. */
+	const char *name = !strcmp(argv[0], "check") ? "chk_cyrus" : argv[0];
+	const struct command *cmd = find_command(name);
+	if (!cmd)
+		unknown_command(argv[0]);
+	if (!cmd->fn)
+		return cmd_help(argc, argv);
+	return run_command(cmd, argc, argv, config_file, true);
+}
