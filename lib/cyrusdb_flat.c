@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "cyrusdb-private.h"
 #include "error.h"
+#include "fsutil.h"
 #include "lock.h"
 #include "xmalloc.h"
 
@@ -834,23 +835,6 @@ static int flat_compar(struct cyrusdb *base UNUSED, const char *a,
 
 /* ---- open/close ---- */
 
-static int mkdir_parents(const char *path)
-{
-	char *copy = xstrdup(path);
-	char *dir = dirname(copy);
-	struct stat st;
-	int r = 0;
-	if (stat(dir, &st) < 0) {
-		char *parent = xstrdup(dir);
-		r = mkdir_parents(parent);
-		free(parent);
-		if (!r && mkdir(dir, 0755) < 0 && errno != EEXIST)
-			r = -1;
-	}
-	free(copy);
-	return r;
-}
-
 static int flat_open(const char *fname, int flags, struct cyrusdb **db_r,
 		     char *errmsg_r)
 {
@@ -862,7 +846,7 @@ static int flat_open(const char *fname, int flags, struct cyrusdb **db_r,
 			snprintf(errmsg_r, 512, "no such database");
 			return CYRUSDB_NOTFOUND;
 		}
-		if (mkdir_parents(fname) < 0) {
+		if (fsutil_mkdir_parents(fname, 0755) < 0) {
 			snprintf(errmsg_r, 512, "cannot create the directory "
 				 "of '%s': %s", fname, strerror(errno));
 			return CYRUSDB_IOERROR;

@@ -24,6 +24,7 @@
 #include "buf.h"
 #include "cyrusdb-private.h"
 #include "error.h"
+#include "fsutil.h"
 #include "lock.h"
 #include "xmalloc.h"
 
@@ -134,23 +135,6 @@ static int key_path(struct qldb *db, const char *key, size_t keylen,
 }
 
 /* ---- small file helpers ---- */
-
-static int mkdir_parents(const char *path)
-{
-	char *copy = xstrdup(path);
-	char *dir = dirname(copy);
-	struct stat st;
-	int r = 0;
-	if (stat(dir, &st) < 0) {
-		char *parent = xstrdup(dir);
-		r = mkdir_parents(parent);
-		free(parent);
-		if (!r && mkdir(dir, 0755) < 0 && errno != EEXIST)
-			r = -1;
-	}
-	free(copy);
-	return r;
-}
 
 /* open(2) that raises the soft descriptor limit once if it runs out: a
  * transaction keeps one locked descriptor per quota root it touched. */
@@ -275,7 +259,7 @@ static struct qent *txn_lock(struct qldb *db, struct cyrusdb_txn *t,
 	int fd = open_file(path, O_RDWR, 0);
 	if (fd < 0 && errno == ENOENT && create) {
 		existed = false;
-		if (mkdir_parents(path) < 0) {
+		if (fsutil_mkdir_parents(path, 0755) < 0) {
 			*r = cyrusdb_seterr(&db->base, CYRUSDB_IOERROR,
 					    "cannot create the directory of "
 					    "'%s': %s", path, strerror(errno));
@@ -879,7 +863,7 @@ static int ql_open(const char *fname, int flags, struct cyrusdb **db_r,
 	*(slash == dir ? slash + 1 : slash) = '\0';
 	int r = stat(dir, &st);
 	if (r < 0 && errno == ENOENT && (flags & CYRUSDB_CREATE) &&
-	    mkdir_parents(fname) == 0)
+	    fsutil_mkdir_parents(fname, 0755) == 0)
 		r = stat(dir, &st);
 	if (r < 0 || !S_ISDIR(st.st_mode)) {
 		int e = r < 0 ? errno : ENOTDIR;
