@@ -88,8 +88,14 @@ static bool read_key_value(struct buf *key, struct buf *value)
 static int db_failed(const char *fname, struct cyrusdb *db, int r,
 		     const char *what)
 {
-	log_error("cannot %s in '%s': %s", what, fname,
-		  r == CYRUSDB_NOTFOUND ? "no such key" : cyrusdb_errmsg(db));
+	const char *msg = r == CYRUSDB_NOTFOUND ? "no such key"
+						: cyrusdb_errmsg(db);
+	/* Backends name the file themselves; don't say it twice. */
+	size_t flen = strlen(fname);
+	if (msg[0] == '\'' && !strncmp(msg + 1, fname, flen) &&
+	    !strncmp(msg + 1 + flen, "': ", 3))
+		msg += flen + 4;
+	log_error("cannot %s '%s': %s", what, fname, msg);
 	return exit_for(r);
 }
 
