@@ -28,6 +28,31 @@ struct command {
 #define DB_BACKENDS "flat, skiplist, quotalegacy, twoskip"
 
 static const struct command commands[] = {
+	{ "ctl_mboxlist", { "mboxlist", NULL }, cmd_ctl_mboxlist,
+	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
+	  "dump, load or verify mailboxes.db",
+	  "usage: ctl_mboxlist -d|-u|-v [options]\n"
+	  "DUMP:\n"
+	  "  ctl_mboxlist [-C <alt_config>] -d [-x] [-y] [-p partition] "
+	  "[-f filename]\n"
+	  "UNDUMP:\n"
+	  "  ctl_mboxlist [-C <alt_config>] -u [-f filename] [-L]"
+	  "    [< mboxlist.dump]\n"
+	  "MUPDATE populate:\n"
+	  "  ctl_mboxlist [-C <alt_config>] -m [-a] [-w] [-i] [-f filename]\n"
+	  "VERIFY:\n"
+	  "  ctl_mboxlist [-C <alt_config>] -v [-f filename]\n"
+	  "\n"
+	  "  -d  dump mailboxes.db as JSON (-p: one partition only, -x: "
+	  "delete what\n"
+	  "      was dumped, -y: include intermediate entries)\n"
+	  "  -u  load a dump from stdin (-L: the 3.0 line format); all or "
+	  "nothing,\n"
+	  "      in one transaction\n"
+	  "  -v  check mailboxes.db against the partitions (uuid and legacy "
+	  "layout)\n"
+	  "  -f  use this mailboxes.db file\n"
+	  "  -m  (MUPDATE) not supported\n" },
 	{ "cvt_cyrusdb", { NULL }, cmd_cvt_cyrusdb,
 	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
 	  "convert a database file between cyrus database formats",
@@ -64,7 +89,36 @@ static const struct command commands[] = {
 	  "newline\n" },
 	{ "help", { NULL }, NULL, 0, "list the commands, or show one's usage",
 	  "usage: cyrus help [COMMAND]\n" },
+	{ "mbpath", { NULL }, cmd_mbpath, CMD_CONFIG | CMD_AS_CYRUS,
+	  "print the directories of mailboxes",
+	  "usage: mbpath [-C <alt_config>] [-l] [-m] [-q] [-s] [-u|p] "
+	  "[-a|A|D|M|S|U] <mailbox name>...\n"
+	  "\n"
+	  "\t-j\tprint all values as a JSON object\n"
+	  "\t-a\tprint all values with prefixes\n"
+	  "\t-l\tlocal only (exit with error for remote/nonexistent)\n"
+	  "\t-m\toutput the path to the metadata files (if different from "
+	  "the message files)\n"
+	  "\t-q\tquietly drop any error messages\n"
+	  "\t-s\tstop on error\n"
+	  "\t-7\tmailbox arguments are in modified UTF7 rather than UTF8\n"
+	  "\t-u\targuments are user, not mailbox\n"
+	  "\t-p\targuments are UNIX path, not mailbox\n"
+	  "\t-A\tpartition archive directory\n"
+	  "\t-D\tpartition data directory (*default*)\n"
+	  "\t-M\tpartition metadata file directory (duplicate of -m)\n"
+	  "\t-S\tsieve directory for the user\n"
+	  "\t-U\tuser files directory (seen, sub, etc)\n" },
 };
+
+/* The real program's name: its imapd.conf service keys ("cyr_dbtool_x:")
+ * and its syslog ident. */
+static const char *real_tool_name(const struct command *cmd)
+{
+	if (!strcmp(cmd->name, "dbtool"))
+		return "cyr_dbtool";
+	return cmd->name;
+}
 
 static const struct command *find_exact(const char *name)
 {
@@ -176,10 +230,8 @@ void cyrus_setup(struct cyrus_ctx *ctx, const char *config_file)
 		return;
 	if (!config_file)
 		config_file = ctx->config_file;
-	/* Service-specific keys use the real tool's name (cyr_dbtool_...). */
-	if (config_load(config_file, ctx->cmd->aliases[0] ? ctx->cmd->aliases[0]
-							 : ctx->cmd->name,
-			&ctx->cfg, &err) < 0)
+	if (config_load(config_file, real_tool_name(ctx->cmd), &ctx->cfg,
+			&err) < 0)
 		fatal(error_exitcode(err.kind), "%s", err.msg);
 	if ((flags & CMD_AS_CYRUS) && privs_become_cyrus(ctx->cfg, &err) < 0)
 		fatal(error_exitcode(err.kind), "%s", err.msg);
@@ -212,8 +264,7 @@ static int run_command(const struct command *cmd, int argc, char **argv,
 	ctx.cmd = cmd;
 	ctx.progname = progname;
 	ctx.config_file = config_file;
-	log_init(progname, cmd->aliases[0] && via_cyrus ? cmd->aliases[0]
-							: cmd->name);
+	log_init(progname, real_tool_name(cmd));
 	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
 		if (!strcmp(argv[i], "--help"))
 			cyrus_usage(&ctx, true);
