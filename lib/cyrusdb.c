@@ -451,6 +451,20 @@ int cyrusdb_convert(const char *fromfile, const char *frombackend,
 			goto out;
 		}
 	}
+	/*
+	 * A skiplist whose records all sit in one logged transaction makes
+	 * Cyrus's recovery (run on every open without a skipstamp) quadratic:
+	 * checkpoint it into the ordered part, as Cyrus's own conversion ends
+	 * up doing through its automatic checkpoint.
+	 */
+	if (!strcmp(cyrusdb_name(to), "skiplist") && cr.n) {
+		r = cyrusdb_repack(to);
+		if (r) {
+			error_set(err, kind_of(r), "cannot checkpoint '%s': %s",
+				  tmp, cyrusdb_errmsg(to));
+			goto out;
+		}
+	}
 	/* Verify before the target is touched: same count, sound structure. */
 	unsigned long check = 0;
 	r = cyrusdb_foreach(to, "", 0, NULL, count_one, &check, NULL);
