@@ -7,6 +7,8 @@ struct cyrus_ctx;
 int cmd_ctl_mboxlist(int argc, char **argv, struct cyrus_ctx *ctx);
 int cmd_cvt_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx);
 int cmd_dbtool(int argc, char **argv, struct cyrus_ctx *ctx);
+int cmd_mailbox(int argc, char **argv, struct cyrus_ctx *ctx);
+int cmd_makedirs(int argc, char **argv, struct cyrus_ctx *ctx);
 int cmd_mbpath(int argc, char **argv, struct cyrus_ctx *ctx);
 
 #endif

@@ -89,6 +89,41 @@ static const struct command commands[] = {
 	  "newline\n" },
 	{ "help", { NULL }, NULL, 0, "list the commands, or show one's usage",
 	  "usage: cyrus help [COMMAND]\n" },
+	{ "mailbox", { NULL }, cmd_mailbox, CMD_CONFIG | CMD_AS_CYRUS,
+	  "list mailboxes (create, delete, rename: not yet)",
+	  "usage: cyrus mailbox list [-C altconfig] [-a] [--json] "
+	  "[PATTERN...]\n"
+	  "       cyrus mailbox create|delete|rename ...  (not implemented "
+	  "yet)\n"
+	  "\n"
+	  "list: the mailboxes of mailboxes.db whose external name (as the "
+	  "admin\n"
+	  "sees it) matches an IMAP LIST pattern ('*' matches anything, '%' "
+	  "anything\n"
+	  "but the hierarchy separator; default '*'), in the order of IMAP "
+	  "LIST.\n"
+	  "  -a      also deleted (tombstone) and intermediate entries\n"
+	  "  --json  one JSON object per mailbox: name, intname, partition,\n"
+	  "          uniqueid, mbtype, flags, acl\n" },
+	{ "makedirs", { NULL }, cmd_makedirs, CMD_CONFIG | CMD_WRITES,
+	  "create the directories of configdirectory, partitions and sieve",
+	  "usage: cyrus makedirs [-C altconfig] [-n] [--cleansquat]\n"
+	  "\n"
+	  "Creates what Debian's makedirs creates, read from imapd.conf: "
+	  "configdirectory\n"
+	  "(db proc socket log msg user quota lock, hash directories), "
+	  "every partition\n"
+	  "and metapartition (stage., hash directories with hashimapspool: "
+	  "a..z, or\n"
+	  "A..W with fulldirhash) and sievedir, owned by cyrus:mail. Only "
+	  "what is missing\n"
+	  "is created; modes and owners are re-applied. Run it as root.\n"
+	  "  -n            print what would change (mkdir, chmod, chown, rm), "
+	  "change nothing\n"
+	  "  --cleansquat  also remove every cyrus.squat under the "
+	  "partitions\n"
+	  "Exit status: 78 if imapd.conf has no partition or no "
+	  "configdirectory.\n" },
 	{ "mbpath", { NULL }, cmd_mbpath, CMD_CONFIG | CMD_AS_CYRUS,
 	  "print the directories of mailboxes",
 	  "usage: mbpath [-C <alt_config>] [-l] [-m] [-q] [-s] [-u|p] "

@@ -1,0 +1,127 @@
+#!/bin/bash
+# demo.sh: `make demo`.  Starts a private real Cyrus 3.6.1, fills it with a
+# few users, folders and messages, and shows what the toolkit does with that
+# store, section by section.  A failing step prints its failure and the demo
+# goes on.  The instance is stopped at the end (KEEP_SCRATCH=1 keeps its
+# directory and the demo's scratch directory).
+
+set -u
+
+TOP=$(cd "$(dirname "$0")/.." && pwd) || exit 1
+CYRUS=$TOP/bin/cyrus
+if [ "${SKIP_SETUP_DEPS:-0}" != 1 ]; then
+	"$TOP/tests/setup-deps.sh" || echo "setup-deps failed; going on" >&2
+fi
+. "$TOP/tests/lib/instance.sh"
+
+section()
+{
+	printf '\n==== %s ====\n' "$*"
+}
+
+# step CMD ARGS...: show the command, run it, show its output and, if it
+# fails, its exit status.
+step()
+{
+	local rc
+	printf '$ %s\n' "$*"
+	"$@" 2>&1
+	rc=$?
+	[ $rc = 0 ] || printf '(failed: exit status %d)\n' "$rc"
+	return $rc
+}
+
+have_cyrus()
+{
+	[ -x "$CYRUS" ] && "$CYRUS" help "$1" >/dev/null 2>&1
+}
+
+if ! real_cyrus_available; then
+	echo "demo: Debian's cyrus-imapd is not installed (see tests/setup-deps.sh)" >&2
+	exit 1
+fi
+
+section "A private Cyrus 3.6.1"
+instance_start || exit 1
+instance_fill || { echo "demo: instance_fill failed" >&2; exit 1; }
+echo "imapd on 127.0.0.1:$CYR_PORT, LMTP on $CYR_LMTP"
+echo "imapd.conf: $CYR_CONF"
+echo "config directory: $CYR_CONFIGDIR"
+echo "partitions: default=$CYR_PART p2=$CYR_PART2"
+echo "admin: $CYR_ADMIN / $CYR_PASS; users: $CYR_FILL_USERS (password = name)"
+echo
+echo "Mailboxes (IMAP LIST as the admin):"
+echo 'LIST "" "*"' | instance_imap_script | sed -n 's/^\* LIST ([^)]*) "." /  /p'
+
+scratch=$(mktemp -d /tmp/cyrdemo.XXXXXX) || exit 1
+chown cyrus:mail "$scratch" 2>/dev/null
+chmod 755 "$scratch"
+cleanup()
+{
+	if [ "${KEEP_SCRATCH:-0}" = 1 ]; then
+		echo "demo scratch directory kept: $scratch"
+	else
+		rm -rf "$scratch"
+	fi
+}
+trap 'instance_stop; cleanup' EXIT
+cd "$scratch" || exit 1
+
+section "cyrus help"
+if [ -x "$CYRUS" ]; then
+	step "$CYRUS" help
+else
+	echo "(bin/cyrus is not built: run make)"
+fi
+
+mboxdb=$CYR_CONFIGDIR/mailboxes.db
+section "cyrus dbtool: mailboxes.db, twoskip, show"
+if have_cyrus dbtool; then
+	printf '$ %s\n' "$CYRUS -C $CYR_CONF dbtool $mboxdb twoskip show"
+	"$CYRUS" -C "$CYR_CONF" dbtool "$mboxdb" twoskip show >dbtool.out 2>&1 ||
+		echo "(failed: exit status $?)"
+	# Keys and names hold the internal separator ^_ (0x1f).
+	cat -v dbtool.out
+	as_cyrus "$REAL_BIN/cyr_dbtool" -C "$CYR_CONF" "$mboxdb" twoskip show \
+		>real.out 2>&1
+	if cmp -s dbtool.out real.out; then
+		echo "-> byte for byte what the real cyr_dbtool prints"
+	else
+		echo "-> DIFFERS from the real cyr_dbtool:"
+		diff -u real.out dbtool.out
+	fi
+
+	section "cyrus dbtool: mailboxes.db, twoskip, consistent"
+	step "$CYRUS" -C "$CYR_CONF" dbtool "$mboxdb" twoskip consistent
+else
+	echo "(cyrus dbtool is not available)"
+fi
+
+section "cyrus cvt_cyrusdb: mailboxes.db to skiplist and flat"
+if have_cyrus cvt_cyrusdb; then
+	for to in skiplist flat; do
+		echo
+		step "$CYRUS" -C "$CYR_CONF" cvt_cyrusdb "$mboxdb" twoskip \
+			"$scratch/mailboxes.$to" "$to" &&
+		ls -l "$scratch/mailboxes.$to" &&
+		if have_cyrus dbtool; then
+			step "$CYRUS" -C "$CYR_CONF" dbtool \
+				"$scratch/mailboxes.$to" "$to" show | head -n 5
+			echo "..."
+			as_cyrus "$REAL_BIN/cyr_dbtool" -C "$CYR_CONF" \
+				"$scratch/mailboxes.$to" "$to" consistent 2>&1 |
+				sed 's/^/real cyr_dbtool consistent: /'
+		fi
+	done
+else
+	echo "(cyrus cvt_cyrusdb is not available)"
+fi
+
+section "Stopping the instance"
+pid=$CYR_MASTER_PID
+instance_stop
+if kill -0 "$pid" 2>/dev/null; then
+	echo "master $pid is still running!"
+else
+	echo "master $pid stopped"
+fi
