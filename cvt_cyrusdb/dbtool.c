@@ -44,10 +44,10 @@ static int exit_for(int r)
 static int print_record(void *rock UNUSED, const char *key, size_t keylen,
 			const char *data, size_t datalen)
 {
-	fwrite(key, 1, keylen, stdout);
-	putchar('\t');
-	fwrite(data, 1, datalen, stdout);
-	putchar('\n');
+	fwrite_unlocked(key, 1, keylen, stdout);
+	putc_unlocked('\t', stdout);
+	fwrite_unlocked(data, 1, datalen, stdout);
+	putc_unlocked('\n', stdout);
 	return ferror(stdout) ? CYRUSDB_IOERROR : 0;
 }
 
@@ -76,7 +76,7 @@ static bool read_key_value(struct buf *key, struct buf *value)
 	bool inkey = true;
 	buf_reset(key);
 	buf_reset(value);
-	while ((c = getchar()) != EOF && c != '\n') {
+	while ((c = getc_unlocked(stdin)) != EOF && c != '\n') {
 		if (c == '\t' && inkey)
 			inkey = false;
 		else
