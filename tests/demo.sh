@@ -117,6 +117,42 @@ else
 	echo "(cyrus cvt_cyrusdb is not available)"
 fi
 
+section "cyrus ctl_mboxlist -d: mailboxes.db as JSON"
+if have_cyrus ctl_mboxlist; then
+	"$CYRUS" ctl_mboxlist -C "$CYR_CONF" -d >ours.dump 2>&1
+	head -n 4 ours.dump; echo "..."
+	as_cyrus "$REAL_BIN/ctl_mboxlist" -C "$CYR_CONF" -d >real.dump 2>&1
+	if cmp -s ours.dump real.dump; then
+		echo "-> byte for byte what the real ctl_mboxlist -d prints"
+	else
+		echo "-> DIFFERS from the real ctl_mboxlist -d:"
+		diff -u real.dump ours.dump | head -n 20
+	fi
+fi
+
+section "cyrus mailbox list"
+if have_cyrus mailbox; then
+	step "$CYRUS" mailbox list -C "$CYR_CONF" "user.*"
+	step "$CYRUS" mailbox list -C "$CYR_CONF" --json "user.bob" |
+		head -n 12
+fi
+
+section "cyrus mbpath"
+if have_cyrus mbpath; then
+	step "$CYRUS" mbpath -C "$CYR_CONF" user.alice user.carol shared
+fi
+
+section "cyrus makedirs -n (dry run on this store: nothing to do)"
+if have_cyrus makedirs; then
+	step "$CYRUS" makedirs -C "$CYR_CONF" -n | head -n 10
+fi
+
+section "cyrus ctl_cyrusdb -c (checkpoint and archive)"
+if have_cyrus ctl_cyrusdb; then
+	step "$CYRUS" ctl_cyrusdb -C "$CYR_CONF" -c
+	ls "$CYR_CONFIGDIR/db.backup1" 2>/dev/null | sed 's/^/  db.backup1\//'
+fi
+
 section "Stopping the instance"
 pid=$CYR_MASTER_PID
 instance_stop
