@@ -739,11 +739,49 @@ static int ts_fetchnext(struct cyrusdb *db, const char *key, size_t keylen,
 		       foundkeylen, data, datalen, tid, true);
 }
 
+/* Records copied out under the read lock, handed to callbacks unlocked. */
+struct ts_batch {
+	struct buf data;  /* keylen, vallen (size_t each), key, value... */
+	size_t count;
+	struct buf lastkey;
+};
+
+static void batch_add(struct ts_batch *b, const char *key, size_t keylen,
+		      const char *val, size_t vallen)
+{
+	buf_add(&b->data, &keylen, sizeof(keylen));
+	buf_add(&b->data, &vallen, sizeof(vallen));
+	buf_add(&b->data, key, keylen);
+	buf_add(&b->data, val, vallen);
+	b->count++;
+}
+
+/* Calls cb for each batched record; returns the first non-zero result. */
+static int batch_flush(struct ts_batch *b, cyrusdb_cb_fn *cb, void *rock)
+{
+	const char *p = b->data.s, *end = b->data.s + b->data.len;
+	int r = 0;
+	while (!r && p < end) {
+		size_t keylen, vallen;
+		memcpy(&keylen, p, sizeof(keylen));
+		memcpy(&vallen, p + sizeof(keylen), sizeof(vallen));
+		p += sizeof(keylen) + sizeof(vallen);
+		r = cb(rock, p, keylen, p + keylen, vallen);
+		p += keylen + vallen;
+	}
+	buf_reset(&b->data);
+	b->count = 0;
+	return r;
+}
+
 /*
- * In-order iteration. Without a transaction the read lock is dropped
- * around each callback (and after FOREACH_LOCK_RELEASE filtered records),
- * so the callback may write to this database; the position is then found
- * again by key, which is cheap when nothing changed.
+ * In-order iteration. Inside a transaction the callback sees the records
+ * in place. Without one, Cyrus drops the read lock around each callback so
+ * that the callback may write (and a slow reader of the output does not
+ * hold up the server); we copy up to FOREACH_LOCK_RELEASE records out under
+ * the lock, release it, run their callbacks, then find the position again
+ * by key: the same guarantees at a fraction of the locking cost. A
+ * callback's own writes are seen from the next batch on.
  */
 static int ts_foreach(struct cyrusdb *db, const char *prefix,
 		      size_t prefixlen, cyrusdb_filter_fn *p,
@@ -751,9 +789,9 @@ static int ts_foreach(struct cyrusdb *db, const char *prefix,
 {
 	struct ts_handle *h = (struct ts_handle *)db;
 	struct twoskip *ts = h->ts;
-	struct buf keycopy = BUF_INIT;
-	int r, cb_r = 0, misses = 0;
-	bool locked;
+	struct ts_batch batch = { BUF_INIT, 0, BUF_INIT };
+	int r, cb_r = 0, seen = 0;
+	bool locked, finished = false;
 
 	r = use_txn(h, &tid, &locked);
 	if (r)
@@ -761,45 +799,48 @@ static int ts_foreach(struct cyrusdb *db, const char *prefix,
 	r = find_loc(ts, prefix, prefixlen);
 	if (!r && !ts->loc.exact)
 		r = advance_loc(ts);
-	while (!r && ts->loc.exact) {
-		struct ts_record *rec = &ts->loc.rec;
-		if (prefixlen && (rec->keylen < prefixlen ||
-				  ts->compar(TS_KEY(ts, rec), prefixlen,
-					     prefix, prefixlen)))
-			break;
-		const char *val = TS_VAL(ts, rec);
-		size_t vallen = rec->vallen;
-		buf_set(&keycopy, ts->loc.key.s, ts->loc.key.len);
-		if (!p || p(rock, keycopy.s, keycopy.len, val, vallen)) {
-			if (locked) {
-				twoskip_unlock(ts);
-				locked = false;
+	while (!r && !cb_r && !finished) {
+		if (!ts->loc.exact) {
+			finished = true;
+		} else {
+			struct ts_record *rec = &ts->loc.rec;
+			const char *key = TS_KEY(ts, rec);
+			const char *val = TS_VAL(ts, rec);
+			if (prefixlen &&
+			    (rec->keylen < prefixlen ||
+			     ts->compar(key, prefixlen, prefix, prefixlen))) {
+				finished = true;
+			} else if (!p || p(rock, key, rec->keylen, val,
+					   rec->vallen)) {
+				if (tid)
+					cb_r = cb(rock, key, rec->keylen, val,
+						  rec->vallen);
+				else
+					batch_add(&batch, key, rec->keylen,
+						  val, rec->vallen);
 			}
-			cb_r = cb(rock, keycopy.s, keycopy.len, val, vallen);
-			if (cb_r)
-				break;
-			if (!tid) {
-				r = read_lock(ts);
-				if (r)
-					break;
-				locked = true;
-				misses = 0;
-			}
-			r = find_loc(ts, keycopy.s, keycopy.len);
-		} else if (!tid && ++misses > FOREACH_LOCK_RELEASE) {
+			if (!tid && !finished)
+				buf_set(&batch.lastkey, key, rec->keylen);
+			seen++;
+		}
+		if (!tid && (finished || seen >= FOREACH_LOCK_RELEASE)) {
 			twoskip_unlock(ts);
 			locked = false;
+			cb_r = batch_flush(&batch, cb, rock);
+			if (cb_r || finished)
+				break;
 			r = read_lock(ts);
 			if (r)
 				break;
 			locked = true;
-			misses = 0;
-			r = find_loc(ts, keycopy.s, keycopy.len);
+			seen = 0;
+			r = find_loc(ts, batch.lastkey.s, batch.lastkey.len);
 		}
-		if (!r)
+		if (!r && !cb_r && !finished)
 			r = advance_loc(ts);
 	}
-	buf_release(&keycopy);
+	buf_release(&batch.data);
+	buf_release(&batch.lastkey);
 	if (locked)
 		twoskip_unlock(ts);
 	return r ? done(h, r) : cb_r;

@@ -28,6 +28,28 @@ struct command {
 #define DB_BACKENDS "flat, skiplist, quotalegacy, twoskip"
 
 static const struct command commands[] = {
+	{ "ctl_cyrusdb", { "cyrusdb", NULL }, cmd_ctl_cyrusdb,
+	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
+	  "checkpoint (archive) or recover the cyrus databases",
+	  "usage: ctl_cyrusdb [-C <altconfig>] -c [--repack]\n"
+	  "       ctl_cyrusdb [-C <altconfig>] -r [-x]\n"
+	  "\n"
+	  "  -c  checkpoint: rotate db.backup1 to db.backup2 and copy "
+	  "mailboxes.db,\n"
+	  "      quotas.db, annotations.db and backups.db into a fresh "
+	  "db.backup1\n"
+	  "      (each under its lock, written by rename)\n"
+	  "  --repack  also repack twoskip and skiplist databases first\n"
+	  "  -r  recover: convert databases of another format to the "
+	  "configured\n"
+	  "      backend, open each (crash recovery) and check it; refuses "
+	  "while a\n"
+	  "      Cyrus server runs on this configuration\n"
+	  "  -x  skip the mailboxes.db entry fixes (these are not "
+	  "implemented yet:\n"
+	  "      -r always behaves as -r -x)\n"
+	  "  --verbose  report each database on stderr\n"
+	  "Exits non-zero if any database failed, and names it.\n" },
 	{ "ctl_mboxlist", { "mboxlist", NULL }, cmd_ctl_mboxlist,
 	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
 	  "dump, load or verify mailboxes.db",
