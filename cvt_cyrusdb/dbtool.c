@@ -127,7 +127,8 @@ static int do_keyed(struct cyrusdb *db, const char *fname, const char *action,
 			/* A missing key prints an empty line, as cyr_dbtool. */
 			if (r == CYRUSDB_NOTFOUND)
 				r = 0;
-			fwrite(data, 1, r ? 0 : datalen, stdout);
+			if (!r && data)
+				fwrite(data, 1, datalen, stdout);
 			putchar('\n');
 		} else if (is_set) {
 			r = cyrusdb_store(db, key.s, key.len, value.s,

@@ -219,7 +219,8 @@ static void partlist_sort(struct partlist *pl)
 {
 	size_t j = 0;
 
-	qsort(pl->dirs, pl->n, sizeof(*pl->dirs), cmp_str);
+	if (pl->n)
+		qsort(pl->dirs, pl->n, sizeof(*pl->dirs), cmp_str);
 	for (size_t i = 0; i < pl->n; i++) {
 		if (j && !strcmp(pl->dirs[j - 1], pl->dirs[i]))
 			free(pl->dirs[i]);
