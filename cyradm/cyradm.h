@@ -1,0 +1,90 @@
+/*
+ * cyradm.h: what the parts of cyradm share: the session (the connection
+ * and how to authenticate again), the command table, the shell loop.
+ */
+#ifndef CYRADM_CYRADM_H
+#define CYRADM_CYRADM_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "buf.h"
+#include "imapclient.h"
+
+/* How to authenticate; kept so referrals and "server" can do it again. */
+struct cyradm_auth {
+	char *user;       /* authentication id */
+	char *authz;      /* authorization id */
+	char *mech;       /* --auth: mechanism list, NULL: what the server offers */
+	char *password;   /* -w, or typed at a prompt */
+	char *tlskey;     /* --tlskey: client key/cert (also turns on STARTTLS) */
+	bool tlskey_set;
+	bool notls;
+	char *cafile, *capath;
+	unsigned minssf, maxssf;
+	char *service;
+};
+
+/* A connection with what Cyrus::IMAP::Admin learnt at connect time. */
+struct cyradm_conn {
+	struct imapclient *ic;
+	char *servername;         /* as the user typed it */
+	bool referrals, metadata, list_extended, list_special_use,
+	     create_special_use;
+	char *error;              /* the last error, as Admin.pm's {error} */
+	bool authenticated;
+	struct cyradm_auth auth;  /* as used to authenticate */
+};
+
+struct cyradm {
+	struct cyradm_conn *conn;  /* NULL: not connected */
+	FILE *out, *err;           /* this command's stdout / stderr */
+	int status;                /* of the last command */
+	bool interactive;
+	struct cyradm_auth defauth; /* from the command line */
+	bool stdin_tty;
+};
+
+/* One REPL command (git's builtin table shape). */
+struct repl_command {
+	const char *name;
+	const char *const *aliases;   /* NULL-terminated, as help lists them */
+	int (*fn)(struct cyradm *cy, const char *name, int argc, char **argv);
+	const char *usage;
+	const char *help;
+};
+
+extern const struct repl_command repl_commands[];
+extern const size_t repl_ncommands;
+
+/* Finds a command by name or alias; NULL if none. */
+const struct repl_command *repl_find(const char *name);
+
+/*
+ * Connects like Cyrus::IMAP::Admin->new (CAPABILITY included). Returns a
+ * connection, or NULL with err and errno as imapclient_connect sets them.
+ */
+struct cyradm_conn *cyradm_connect(const char *server, const char *port,
+				   struct error *err);
+/*
+ * Authenticates like Cyrus::IMAP::authenticate and Admin.pm's wrapper
+ * (RLIST "" "" when the server does referrals). Returns true on success;
+ * messages the Perl one prints on the way go to errf.
+ */
+bool cyradm_authenticate(struct cyradm_conn *c, const struct cyradm_auth *a,
+			 FILE *errf);
+void cyradm_disconnect(struct cyradm_conn **c);
+void cyradm_auth_copy(struct cyradm_auth *dst, const struct cyradm_auth *src);
+void cyradm_auth_release(struct cyradm_auth *a);
+
+/* Runs one input line (tokens, redirections, ';'). */
+void repl_exec_line(struct cyradm *cy, const char *line);
+/* Reads and runs lines from in (stdin or an rc file) until EOF. */
+void repl_run(struct cyradm *cy, FILE *in);
+/* Completion and history setup for an interactive terminal. */
+void repl_init_readline(struct cyradm *cy);
+
+/* Prints the message of a failed command (Perl's die) to cy->err. */
+int cyradm_die(struct cyradm *cy, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
+#endif

@@ -1,0 +1,534 @@
+/*
+ * repl.c: the shell around the commands: reading lines (GNU readline, as
+ * Term::ReadLine::Gnu does for the Perl one, so the echo of piped input is
+ * the same), splitting them into words the way Cyrus::IMAP::Shell does
+ * (quotes, backslashes, $VARS, ';' and redirections), running builtins or
+ * else external programs.
+ */
+#include "compat.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <readline/history.h>
+#include <readline/readline.h>
+
+#include "cyradm.h"
+#include "xmalloc.h"
+
+int cyradm_die(struct cyradm *cy, const char *fmt, ...)
+{
+	va_list ap;
+	struct buf b = BUF_INIT;
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	fputs(b.s, cy->err);
+	if (!b.len || b.s[b.len - 1] != '\n')
+		fputc('\n', cy->err);
+	fflush(cy->err);
+	buf_release(&b);
+	return -1;
+}
+
+/* The text of the command as typed so far, for external programs. */
+struct lexer {
+	struct buf line;   /* the rest of the input (variables expand into it) */
+	size_t pos;
+	struct buf coll;   /* Shell.pm's $coll_command */
+};
+
+/*
+ * Shell.pm keeps the command text in a global that only a run command
+ * clears: after a syntax error it carries over into the next line.
+ */
+static struct buf coll_command = BUF_INIT;
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+	       c == '\v';
+}
+
+static bool is_word(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+/*
+ * The next token: returns -1 at the end, 0 for a word, 1 for one of
+ * "&<>;". Quotes of either kind toggle quoting (and either kind closes),
+ * as in Shell.pm.
+ */
+static int next_token(struct lexer *lx, struct buf *tok)
+{
+	bool quoted = false;
+	int type = -1;
+	buf_reset(tok);
+	while (lx->pos < lx->line.len && is_space(lx->line.s[lx->pos]))
+		buf_addch(&lx->coll, lx->line.s[lx->pos++]);
+	while (lx->pos < lx->line.len &&
+	       (quoted || !is_space(lx->line.s[lx->pos]))) {
+		char c = lx->line.s[lx->pos];
+		if (type < 0)
+			type = 0;
+		if (!quoted && strchr("&<>;", c)) {
+			if (tok->len)
+				break;
+			buf_addch(tok, c);
+			buf_addch(&lx->coll, c);
+			lx->pos++;
+			return 1;
+		}
+		if (!strchr("&<>;'\"$\\", c) && !is_space(c)) {
+			buf_addch(tok, c);
+			buf_addch(&lx->coll, c);
+			lx->pos++;
+			continue;
+		}
+		if (c == '\\' && lx->pos + 1 < lx->line.len &&
+		    lx->line.s[lx->pos + 1] != '\n') {
+			buf_addch(&lx->coll, '\\');
+			buf_addch(&lx->coll, lx->line.s[lx->pos + 1]);
+			buf_addch(tok, lx->line.s[lx->pos + 1]);
+			lx->pos += 2;
+			continue;
+		}
+		if (c == '$') {
+			size_t s = lx->pos + 1, e, ns, ne;
+			bool braced = s < lx->line.len && lx->line.s[s] == '{';
+			ns = braced ? s + 1 : s;
+			ne = ns;
+			while (ne < lx->line.len && is_word(lx->line.s[ne]))
+				ne++;
+			e = ne;
+			if (ne > ns && braced) {
+				if (e < lx->line.len && lx->line.s[e] == '}')
+					e++;
+				else
+					ne = ns; /* "${x" is no variable */
+			}
+			if (ne > ns) {
+				char *name = xstrndup(lx->line.s + ns, ne - ns);
+				const char *val = getenv(name);
+				free(name);
+				buf_addch(&lx->coll, '$');
+				buf_add(&lx->coll, lx->line.s + s, e - s);
+				/* The value replaces the reference, then is read
+				 * again like typed text. */
+				struct buf nl = BUF_INIT;
+				buf_add(&nl, lx->line.s, lx->pos);
+				buf_adds(&nl, val ? val : "");
+				buf_add(&nl, lx->line.s + e, lx->line.len - e);
+				buf_release(&lx->line);
+				lx->line = nl;
+				if (quoted)
+					while (lx->pos < lx->line.len &&
+					       is_space(lx->line.s[lx->pos]))
+						buf_addch(&lx->coll,
+							  lx->line.s[lx->pos++]);
+				continue;
+			}
+		}
+		if (c == '\'' || c == '"') {
+			buf_addch(&lx->coll, c);
+			lx->pos++;
+			quoted = !quoted;
+			continue;
+		}
+		buf_addch(tok, c);
+		buf_addch(&lx->coll, c);
+		lx->pos++;
+	}
+	return type;
+}
+
+/* Per-command file handles, as Shell.pm's $lfa. */
+struct redirs {
+	int fd[3];   /* -1: inherited; -2: closed */
+};
+
+static bool all_digits(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+static int apply_redir(struct cyradm *cy, struct redirs *rd, const char *op,
+		       const char *dst, int target)
+{
+	int flags;
+	bool amp = op[strlen(op) - 1] == '&';
+	char base[4];
+	snprintf(base, sizeof(base), "%.*s", (int)strlen(op) - (amp ? 1 : 0), op);
+
+	if (!strcmp(base, ">")) {
+		flags = O_WRONLY | O_CREAT | O_TRUNC;
+		if (target < 0)
+			target = 1;
+	} else if (!strcmp(base, ">>")) {
+		flags = O_WRONLY | O_CREAT | O_APPEND;
+		if (target < 0)
+			target = 1;
+	} else if (!strcmp(base, "<")) {
+		flags = O_RDONLY;
+		if (target < 0)
+			target = 0;
+	} else {
+		return cyradm_die(cy, "can't handle `%s' redirection", op);
+	}
+	if (target > 2)
+		return cyradm_die(cy, "file descriptor `%d' not open", target);
+	if (amp) {
+		if (!strcmp(dst, "-")) {
+			if (rd->fd[target] >= 0)
+				close(rd->fd[target]);
+			rd->fd[target] = -2;
+			return 0;
+		}
+		/*
+		 * Shell.pm tests "$dst != /^\d+$/", a number against a failed
+		 * match: only descriptor 0 gets through.
+		 */
+		if (atof(dst) != 0)
+			return cyradm_die(cy, "invalid file descriptor `%s'",
+					  dst);
+		int src = 0;
+		int fd = rd->fd[src] >= 0 ? dup(rd->fd[src]) :
+			rd->fd[src] == -2 ? -1 : dup(src);
+		if (fd < 0)
+			return cyradm_die(cy, "file descriptor `%s' not open",
+					  dst);
+		if (rd->fd[target] >= 0)
+			close(rd->fd[target]);
+		rd->fd[target] = fd;
+		return 0;
+	}
+	int fd = open(dst, flags | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return cyradm_die(cy, "%s: %s", dst, strerror(errno));
+	if (rd->fd[target] >= 0)
+		close(rd->fd[target]);
+	rd->fd[target] = fd;
+	return 0;
+}
+
+/* Runs an external program with the command text, as Perl's exec does. */
+static void run_external(struct cyradm *cy, const char *cmdtext,
+			 const char *av0, struct redirs *rd)
+{
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0) {
+		cyradm_die(cy, "fork: %s", strerror(errno));
+		return;
+	}
+	if (pid > 0) {
+		int st;
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		return;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (rd->fd[i] == -2)
+			close(i);
+		else if (rd->fd[i] >= 0)
+			dup2(rd->fd[i], i);
+	}
+	signal(SIGINT, SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
+	/* Perl's exec: through /bin/sh only when there are metacharacters. */
+	if (strpbrk(cmdtext, "$&*(){}[]'\";\\|?<>~`\n")) {
+		execl("/bin/sh", "sh", "-c", cmdtext, (char *)NULL);
+	} else {
+		char *copy = xstrdup(cmdtext), *save = NULL;
+		char **argv = xcalloc(strlen(cmdtext) / 2 + 2, sizeof(*argv));
+		int n = 0;
+		for (char *w = strtok_r(copy, " \t\n\r\f", &save); w;
+		     w = strtok_r(NULL, " \t\n\r\f", &save))
+			argv[n++] = w;
+		argv[n] = NULL;
+		if (n)
+			execvp(argv[0], argv);
+	}
+	fprintf(stderr, "%s: %s\n", av0, strerror(errno));
+	fflush(stderr);
+	_exit(255);
+}
+
+static FILE *fdopen_dup(int fd, const char *mode)
+{
+	int d = dup(fd);
+	if (d < 0)
+		return NULL;
+	FILE *f = fdopen(d, mode);
+	if (!f)
+		close(d);
+	return f;
+}
+
+static void execute(struct cyradm *cy, struct lexer *lx, int argc,
+		    char **argv, struct redirs *rd)
+{
+	const struct repl_command *cmd = repl_find(argv[0]);
+	if (!cmd) {
+		run_external(cy, lx->coll.s, argv[0], rd);
+		return;
+	}
+	FILE *out = stdout, *err = stderr;
+	if (rd->fd[1] >= 0)
+		out = fdopen_dup(rd->fd[1], "w");
+	if (rd->fd[2] >= 0)
+		err = fdopen_dup(rd->fd[2], "w");
+	if (!out)
+		out = stdout;
+	if (!err)
+		err = stderr;
+	cy->out = out;
+	cy->err = err;
+	if (rd->fd[1] == -2)
+		cy->out = fopen("/dev/null", "w");
+	if (rd->fd[2] == -2)
+		cy->err = fopen("/dev/null", "w");
+	if (!cy->out)
+		cy->out = stdout;
+	if (!cy->err)
+		cy->err = stderr;
+	cy->status = cmd->fn(cy, argv[0], argc, argv) < 0 ? -1 : 0;
+	fflush(cy->out);
+	fflush(cy->err);
+	if (cy->out != stdout)
+		fclose(cy->out);
+	if (cy->err != stderr)
+		fclose(cy->err);
+	cy->out = stdout;
+	cy->err = stderr;
+}
+
+static void free_args(char ***argv, int *argc)
+{
+	for (int i = 0; i < *argc; i++)
+		free((*argv)[i]);
+	*argc = 0;
+}
+
+static void reset_redirs(struct redirs *rd)
+{
+	for (int i = 0; i < 3; i++) {
+		if (rd->fd[i] >= 0)
+			close(rd->fd[i]);
+		rd->fd[i] = -1;
+	}
+}
+
+void repl_exec_line(struct cyradm *cy, const char *line)
+{
+	struct lexer lx = { BUF_INIT, 0, coll_command };
+	struct buf tok = BUF_INIT;
+	struct redirs rd = { { -1, -1, -1 } };
+	char **argv = NULL, state[4] = "";
+	int argc = 0, alloc = 0, type;
+
+	buf_sets(&lx.line, line);
+	while ((type = next_token(&lx, &tok)) >= 0) {
+		if (type == 0) {
+			if (!state[0]) {
+				if (argc + 2 > alloc) {
+					alloc = alloc * 2 + 8;
+					argv = xrealloc(argv, sizeof(*argv) *
+							(size_t)alloc);
+				}
+				argv[argc++] = xstrdup(tok.s);
+				argv[argc] = NULL;
+			} else {
+				int target = -1;
+				if (argc && all_digits(argv[argc - 1])) {
+					target = atoi(argv[argc - 1]);
+					free(argv[--argc]);
+					argv[argc] = NULL;
+				}
+				if (apply_redir(cy, &rd, state, tok.s,
+						target) < 0)
+					goto out;
+				state[0] = '\0';
+			}
+		} else if (tok.s[0] == ';') {
+			if (argc)
+				execute(cy, &lx, argc, argv, &rd);
+			free_args(&argv, &argc);
+			reset_redirs(&rd);
+			buf_reset(&lx.coll);
+		} else if (tok.s[0] == '&') {
+			if (strcmp(state, "<") && strcmp(state, ">")) {
+				cyradm_die(cy, "syntax error: cannot deal with "
+					   "`&' here");
+				goto out;
+			}
+			strncat(state, "&", sizeof(state) - strlen(state) - 1);
+		} else {
+			if (state[0] && (strcmp(state, tok.s) ||
+					 !strcmp(state, "<"))) {
+				cyradm_die(cy, "syntax error: cannot deal with "
+					   "`%s' here", tok.s);
+				goto out;
+			}
+			strncat(state, tok.s, sizeof(state) - strlen(state) - 1);
+		}
+	}
+	if (argc) {
+		execute(cy, &lx, argc, argv, &rd);
+		buf_reset(&lx.coll);
+	}
+out:
+	free_args(&argv, &argc);
+	free(argv);
+	reset_redirs(&rd);
+	buf_release(&tok);
+	buf_release(&lx.line);
+	coll_command = lx.coll;
+}
+
+static struct cyradm *completion_cy;
+
+static char *command_generator(const char *text, int state)
+{
+	static size_t idx, alias;
+	size_t len = strlen(text);
+	if (!state) {
+		idx = 0;
+		alias = 0;
+	}
+	while (idx < repl_ncommands) {
+		const struct repl_command *c = &repl_commands[idx];
+		const char *name;
+		if (alias == 0)
+			name = c->name;
+		else
+			name = c->aliases ? c->aliases[alias - 1] : NULL;
+		if (!name) {
+			idx++;
+			alias = 0;
+			continue;
+		}
+		alias++;
+		if (!strncmp(name, text, len))
+			return xstrdup(name);
+	}
+	return NULL;
+}
+
+struct mbox_list {
+	char **names;
+	size_t n, alloc;
+};
+
+static void collect_mbox(const struct imap_reply *r, void *rock)
+{
+	struct mbox_list *l = rock;
+	struct imap_tokenizer t;
+	struct imap_token tok = { IMAP_TOK_END, BUF_INIT };
+	struct error err = ERROR_INIT;
+	if (strcasecmp(r->keyword, "LIST"))
+		return;
+	imap_tokenizer_init(&t, r->text, r->textlen);
+	/* (flags) "sep" name */
+	if (imap_tokenizer_next(&t, &tok, &err) < 0 ||
+	    tok.kind != IMAP_TOK_LPAREN)
+		goto out;
+	do {
+		if (imap_tokenizer_next(&t, &tok, &err) < 0 ||
+		    tok.kind == IMAP_TOK_END)
+			goto out;
+	} while (tok.kind != IMAP_TOK_RPAREN);
+	if (imap_tokenizer_next(&t, &tok, &err) < 0 ||
+	    imap_tokenizer_next(&t, &tok, &err) < 0 ||
+	    tok.kind == IMAP_TOK_END || tok.kind == IMAP_TOK_LPAREN ||
+	    tok.kind == IMAP_TOK_RPAREN)
+		goto out;
+	if (l->n + 2 > l->alloc) {
+		l->alloc = l->alloc * 2 + 16;
+		l->names = xrealloc(l->names, sizeof(char *) * l->alloc);
+	}
+	l->names[l->n++] = xstrdup(tok.value.s);
+	l->names[l->n] = NULL;
+out:
+	buf_release(&tok.value);
+}
+
+static char *mailbox_generator(const char *text, int state)
+{
+	static struct mbox_list list;
+	static size_t idx;
+	if (!state) {
+		for (size_t i = 0; i < list.n; i++)
+			free(list.names[i]);
+		list.n = 0;
+		idx = 0;
+		struct cyradm *cy = completion_cy;
+		if (cy && cy->conn && imapclient_alive(cy->conn->ic)) {
+			struct error err = ERROR_INIT;
+			char *pat = xasprintf("%s*", text);
+			imapclient_run(cy->conn->ic, collect_mbox, &list, NULL,
+				       &err, "LIST \"\" %s", pat);
+			free(pat);
+		}
+	}
+	while (idx < list.n) {
+		const char *n = list.names[idx++];
+		if (!strncmp(n, text, strlen(text)))
+			return xstrdup(n);
+	}
+	return NULL;
+}
+
+static char **cyradm_completion(const char *text, int start, int end UNUSED)
+{
+	rl_attempted_completion_over = 1;
+	/* The first word is a command; later words are mailboxes. */
+	int i = 0;
+	while (i < start && (rl_line_buffer[i] == ' ' || rl_line_buffer[i] == '\t'))
+		i++;
+	if (i >= start)
+		return rl_completion_matches(text, command_generator);
+	return rl_completion_matches(text, mailbox_generator);
+}
+
+void repl_init_readline(struct cyradm *cy)
+{
+	completion_cy = cy;
+	rl_readline_name = "cyradm";
+	rl_attempted_completion_function = cyradm_completion;
+	rl_completer_word_break_characters = (char *)" \t\n\"'<>;&";
+	using_history();
+}
+
+static char *current_prompt(struct cyradm *cy)
+{
+	return xasprintf("%s> ", cy->conn ? cy->conn->servername : "cyradm");
+}
+
+void repl_run(struct cyradm *cy, FILE *in)
+{
+	rl_instream = in;
+	rl_outstream = stdout;
+	for (;;) {
+		char *prompt = current_prompt(cy);
+		char *line = readline(prompt);
+		free(prompt);
+		if (!line)
+			break;
+		if (cy->interactive && in == stdin && *line)
+			add_history(line);
+		repl_exec_line(cy, line);
+		free(line);
+		fflush(stdout);
+	}
+}

@@ -1,0 +1,114 @@
+/*
+ * imapclient.h: an IMAP client connection: connect, TLS (implicit or
+ * STARTTLS), SASL or LOGIN, tagged commands with their untagged data.
+ *
+ *	struct imapclient *ic;
+ *	if (imapclient_connect("localhost", "143", NULL, &ic, &err) < 0) ...
+ *	r = imapclient_run(ic, on_list, &rock, &text, &err,
+ *			   "LIST %s %s", "", "*");
+ *	r is IMAP_OK, IMAP_NO, IMAP_BAD, or -1 (connection or protocol
+ *	failure: the connection is dead, see imapclient_alive()).
+ *	imapclient_close(&ic);
+ *
+ * Command formats: %a atom (sent as is), %s astring (atom, "quoted" or a
+ * literal as the bytes need), %q string (quoted or literal), %d int,
+ * %u unsigned, %% a percent sign. Literals are LITERAL+ when the server
+ * offers it, otherwise synchronizing (we wait for the server's "+").
+ */
+#ifndef CYRUS_LIB_IMAPCLIENT_H
+#define CYRUS_LIB_IMAPCLIENT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "error.h"
+#include "imapparse.h"
+#include "saslclient.h"
+#include "tls.h"
+
+enum imap_status {
+	IMAP_OK = 0,
+	IMAP_NO = 1,
+	IMAP_BAD = 2,
+};
+
+struct imapclient;
+
+/* Called for every untagged response while a command runs. */
+typedef void imapclient_untagged_fn(const struct imap_reply *r, void *rock);
+
+/*
+ * Connects to host (a name, an IPv4 address, an IPv6 address, optionally
+ * in brackets, or "name:port") at port (a number or service name; NULL:
+ * 143, or the one in host), reads the greeting and, with tls not NULL,
+ * does TLS first (implicit TLS, "imaps"). On failure returns -1 with err
+ * and sets errno to connect()'s error, or to 0 if the name did not
+ * resolve (err.kind ERR_NOUSER then).
+ */
+int imapclient_connect(const char *host, const char *port,
+		       const struct tls_opts *tls, struct imapclient **ic_r,
+		       struct error *err);
+/* Sends LOGOUT if the connection is alive, then closes; *ic becomes NULL. */
+void imapclient_close(struct imapclient **ic);
+/* Drops the connection without a word (after fork, on fatal errors). */
+void imapclient_abandon(struct imapclient **ic);
+
+bool imapclient_alive(const struct imapclient *ic);
+/* The host as given to connect; points into ic. */
+const char *imapclient_host(const struct imapclient *ic);
+/* The greeting's text, e.g. "[CAPABILITY ...] host Cyrus IMAP ... ready". */
+const char *imapclient_greeting(const struct imapclient *ic);
+bool imapclient_tls_active(const struct imapclient *ic);
+
+/*
+ * Capabilities as last seen (greeting, CAPABILITY, or a [CAPABILITY]
+ * response code). imapclient_capability() sends CAPABILITY to refresh.
+ * has_cap matches a whole word case-insensitively ("LITERAL+", "AUTH=PLAIN").
+ */
+int imapclient_capability(struct imapclient *ic, struct error *err);
+bool imapclient_has_cap(const struct imapclient *ic, const char *cap);
+/* The words of AUTH=... joined by spaces ("" if none); points into ic. */
+const char *imapclient_auth_mechs(const struct imapclient *ic);
+
+/* Formats a command (see above) into out; used by imapclient_run. */
+void imapclient_vfmt(struct imapclient *ic, struct buf *out, const char *fmt,
+		     va_list ap);
+/* Appends s as an astring (atom, quoted, literal) or a quoted string. */
+void imapclient_add_astring(struct imapclient *ic, struct buf *out,
+			    const char *s, size_t len);
+void imapclient_add_qstring(struct imapclient *ic, struct buf *out,
+			    const char *s, size_t len);
+
+/*
+ * Runs one command and waits for its tagged response. Untagged responses go
+ * to cb (if not NULL). text_r (if not NULL) gets the tagged response's text
+ * ("Completed", "Mailbox does not exist" ...). Returns IMAP_OK/NO/BAD, or
+ * -1 with err when the connection failed (then it is dead).
+ */
+int imapclient_run(struct imapclient *ic, imapclient_untagged_fn *cb,
+		   void *rock, struct buf *text_r, struct error *err,
+		   const char *fmt, ...);
+int imapclient_vrun(struct imapclient *ic, imapclient_untagged_fn *cb,
+		    void *rock, struct buf *text_r, struct error *err,
+		    const char *fmt, va_list ap);
+
+/* STARTTLS then a fresh CAPABILITY. IMAP_OK, IMAP_NO/BAD, or -1 with err. */
+int imapclient_starttls(struct imapclient *ic, const struct tls_opts *tls,
+			struct buf *text_r, struct error *err);
+
+/*
+ * SASL authentication with the best of mechs (NULL: what the server
+ * offers), then each next one as XS Cyrus::IMAP does when one fails.
+ * Returns IMAP_OK when authenticated, IMAP_NO when every mechanism was
+ * refused (text_r: the last refusal), -1 with err on a connection
+ * failure. *password_r (if not NULL) gets the password typed, malloc'd
+ * (caller frees) or NULL.
+ */
+int imapclient_authenticate(struct imapclient *ic,
+			    const struct saslclient_opts *opts,
+			    const char *mechs, struct buf *text_r,
+			    char **password_r, struct error *err);
+
+#endif

@@ -1,0 +1,206 @@
+#include "compat.h"
+#include "saslclient.h"
+
+#include <sasl/sasl.h>
+#include <sasl/saslutil.h>
+
+#include "xmalloc.h"
+
+struct saslclient {
+	struct saslclient_opts opts;
+	sasl_conn_t *conn;
+	sasl_callback_t cb[5];
+	sasl_secret_t *secret;
+	char *password;
+};
+
+static bool sasl_inited;
+
+static int cb_simple(void *context, int id, const char **result,
+		     unsigned *len)
+{
+	struct saslclient *sc = context;
+	const char *v = NULL;
+
+	switch (id) {
+	case SASL_CB_USER:
+		v = sc->opts.authz ? sc->opts.authz : "";
+		break;
+	case SASL_CB_AUTHNAME:
+		v = sc->opts.user ? sc->opts.user : "";
+		break;
+	default:
+		return SASL_BADPARAM;
+	}
+	*result = v;
+	if (len)
+		*len = (unsigned)strlen(v);
+	return SASL_OK;
+}
+
+static int cb_pass(sasl_conn_t *conn UNUSED, void *context, int id,
+		   sasl_secret_t **psecret)
+{
+	struct saslclient *sc = context;
+
+	if (id != SASL_CB_PASS)
+		return SASL_BADPARAM;
+	if (!sc->password) {
+		if (sc->opts.password)
+			sc->password = xstrdup(sc->opts.password);
+		else if (sc->opts.get_password)
+			sc->password = sc->opts.get_password(sc->opts.rock);
+		if (!sc->password)
+			return SASL_FAIL;
+	}
+	if (!sc->secret) {
+		size_t n = strlen(sc->password);
+		sc->secret = xzmalloc(sizeof(sasl_secret_t) + n + 1);
+		sc->secret->len = n;
+		memcpy(sc->secret->data, sc->password, n);
+	}
+	*psecret = sc->secret;
+	return SASL_OK;
+}
+
+static int sasl_error(struct saslclient *sc, struct error *err, int r,
+		      const char *what)
+{
+	const char *detail = sc && sc->conn ? sasl_errdetail(sc->conn) :
+		sasl_errstring(r, NULL, NULL);
+	return error_set(err, r == SASL_NOMECH ? ERR_UNAVAILABLE : ERR_PERM,
+			 "%s: %s", what, detail ? detail : "SASL error");
+}
+
+int saslclient_new(const struct saslclient_opts *opts, const char *host,
+		   const char *local, const char *remote, unsigned ext_ssf,
+		   struct saslclient **sc_r, struct error *err)
+{
+	int r;
+
+	if (!sasl_inited) {
+		r = sasl_client_init(NULL);
+		if (r != SASL_OK)
+			return sasl_error(NULL, err, r, "cannot initialise SASL");
+		sasl_inited = true;
+	}
+	struct saslclient *sc = xzmalloc(sizeof(*sc));
+	sc->opts = *opts;
+	sc->cb[0] = (sasl_callback_t){ SASL_CB_USER,
+		(int (*)(void))(void *)cb_simple, sc };
+	sc->cb[1] = (sasl_callback_t){ SASL_CB_AUTHNAME,
+		(int (*)(void))(void *)cb_simple, sc };
+	sc->cb[2] = (sasl_callback_t){ SASL_CB_PASS,
+		(int (*)(void))(void *)cb_pass, sc };
+	sc->cb[3] = (sasl_callback_t){ SASL_CB_LIST_END, NULL, NULL };
+
+	r = sasl_client_new(opts->service ? opts->service : "imap", host,
+			    local, remote, sc->cb, 0, &sc->conn);
+	if (r != SASL_OK) {
+		sasl_error(sc, err, r, "cannot start SASL");
+		saslclient_free(&sc);
+		return -1;
+	}
+	sasl_security_properties_t props;
+	memset(&props, 0, sizeof(props));
+	props.min_ssf = opts->minssf;
+	/* No SASL security layer: TLS does that job, and simpler is safer. */
+	props.max_ssf = 0;
+	props.maxbufsize = 0;
+	sasl_setprop(sc->conn, SASL_SEC_PROPS, &props);
+	if (ext_ssf) {
+		sasl_ssf_t ssf = ext_ssf;
+		sasl_setprop(sc->conn, SASL_SSF_EXTERNAL, &ssf);
+	}
+	*sc_r = sc;
+	return 0;
+}
+
+void saslclient_free(struct saslclient **scp)
+{
+	struct saslclient *sc = *scp;
+	if (!sc)
+		return;
+	if (sc->conn)
+		sasl_dispose(&sc->conn);
+	if (sc->password) {
+		explicit_bzero(sc->password, strlen(sc->password));
+		free(sc->password);
+	}
+	if (sc->secret) {
+		explicit_bzero(sc->secret->data, sc->secret->len);
+		free(sc->secret);
+	}
+	free(sc);
+	*scp = NULL;
+}
+
+int saslclient_start(struct saslclient *sc, const char *mechlist,
+		     const char **mech_r, const char **out, unsigned *outlen,
+		     struct error *err)
+{
+	int r;
+	*out = NULL;
+	*outlen = 0;
+	do {
+		r = sasl_client_start(sc->conn, mechlist, NULL, out, outlen,
+				      mech_r);
+	} while (r == SASL_INTERACT);
+	if (r != SASL_OK && r != SASL_CONTINUE)
+		return sasl_error(sc, err, r, "SASL");
+	return 0;
+}
+
+int saslclient_step(struct saslclient *sc, const char *in, unsigned inlen,
+		    const char **out, unsigned *outlen, struct error *err)
+{
+	int r;
+	*out = NULL;
+	*outlen = 0;
+	do {
+		r = sasl_client_step(sc->conn, in, inlen, NULL, out, outlen);
+	} while (r == SASL_INTERACT);
+	if (r != SASL_OK && r != SASL_CONTINUE)
+		return sasl_error(sc, err, r, "SASL");
+	return 0;
+}
+
+unsigned saslclient_ssf(struct saslclient *sc)
+{
+	const void *v = NULL;
+	if (sasl_getprop(sc->conn, SASL_SSF, &v) != SASL_OK || !v)
+		return 0;
+	return *(const sasl_ssf_t *)v;
+}
+
+const char *saslclient_password(struct saslclient *sc)
+{
+	return sc->password;
+}
+
+void saslclient_b64_encode(const char *in, unsigned len, char **out_r)
+{
+	unsigned cap = (len + 2) / 3 * 4 + 1, outlen = 0;
+	char *out = xmalloc(cap);
+	if (sasl_encode64(in, len, out, cap, &outlen) != SASL_OK)
+		outlen = 0;
+	out[outlen] = '\0';
+	*out_r = out;
+}
+
+int saslclient_b64_decode(const char *in, size_t len, char **out_r,
+			  unsigned *outlen_r)
+{
+	unsigned cap = (unsigned)(len / 4 * 3 + 4), outlen = 0;
+	if (len > 64 * 1024 * 1024)
+		return -1;
+	char *out = xmalloc(cap);
+	if (len && sasl_decode64(in, (unsigned)len, out, cap, &outlen) != SASL_OK) {
+		free(out);
+		return -1;
+	}
+	out[outlen < cap ? outlen : cap - 1] = '\0';
+	*out_r = out;
+	*outlen_r = outlen;
+	return 0;
+}

@@ -1,0 +1,307 @@
+#!/bin/bash
+# cyradm: the same scripts through the Perl cyradm (Debian's cyrus-admin,
+# the oracle) and ours against one private Cyrus; stdout, stderr and exit
+# status must match after normalising only what legitimately differs:
+# Perl's " at FILE line N." suffixes, the random order of Perl hashes
+# (aliases in help, ACL entries), and values the server makes up per
+# mailbox (uniqueid, lastupdate, foldermodseq, annotsize).
+test_description='cyradm matches the Perl cyradm'
+. "$(dirname "$0")/../lib/test-lib.sh"
+
+real_cyrus_available || test_skip_all "Debian's cyrus-imapd is not installed"
+[ "$(id -u)" = 0 ] || test_skip_all 'needs root to start master'
+[ -x /usr/bin/cyradm ] || test_skip_all "Debian's cyrus-admin is not installed"
+[ -x "$TOP/bin/cyradm" ] || test_skip_all 'bin/cyradm is not built'
+
+CYR_EXTRA_CONF='delete_mode: immediate
+expunge_mode: immediate'
+instance_start || test_skip_all 'cannot start a private Cyrus'
+instance_add_sasl_user bob bobpw
+
+# Perl's readline and our readline read ~/.inputrc; the rc files are off.
+export HOME=$TEST_SCRATCH USER=cyrus INPUTRC=/dev/null COLUMNS=
+unset LOGNAME
+
+normalise()
+{
+	perl -e '
+		my ($cmd, @block) = ("");
+		sub flush {
+			@block = sort @block if $cmd =~ /^(lam|listacl)/;
+			print @block; @block = ();
+		}
+		while (<STDIN>) {
+			s/ at \/\S+\.pm line \d+\.$//;
+			s/(uniqueid|lastupdate|foldermodseq|annotsize|size|synccrcs): .*/$1: X/;
+			if (/^([a-z?]+)((?:, [a-z?]+)+)( +\S.*)$/s) {
+				my @a = sort split(/, /, substr($2, 2));
+				$_ = join(", ", $1, @a) . $3;
+			}
+			if (/^(\S+> )(.*)/) { flush(); $cmd = $2; print; next; }
+			if (/^  \S+ \S+$/ && $cmd =~ /^(lam|listacl)/) { push @block, $_; next; }
+			if ($cmd =~ /^(lam|listacl)/ && !/^\S+:$/) { push @block, $_; next; }
+			flush() if /^\S+:$/;
+			print;
+		}
+		flush();'
+}
+
+# Deletes every user mailbox, so that both runs start from the same store.
+reset_store()
+{
+	printf 'sam user.* cyrus all\ndm user.*\nsetinfo motd none\n' |
+	setsid -w /usr/bin/cyradm --user cyrus -w "$CYR_PASS" --port "$CYR_PORT" \
+		localhost >/dev/null 2>&1
+	return 0
+}
+
+# compare NAME [cyradm args...] < script: runs both, compares.
+compare()
+{
+	local name=$1 st
+	shift
+	cat >"$name.in"
+	reset_store
+	setsid -w /usr/bin/cyradm "$@" <"$name.in" >"$name.out.p" 2>"$name.err.p"
+	echo "exit $?" >>"$name.err.p"
+	reset_store
+	setsid -w "$TOP/bin/cyradm" "$@" <"$name.in" >"$name.out.c" 2>"$name.err.c"
+	echo "exit $?" >>"$name.err.c"
+	for st in out err; do
+		normalise <"$name.$st.p" >"$name.$st.expect" &&
+		normalise <"$name.$st.c" >"$name.$st.actual" &&
+		test_cmp "$name.$st.expect" "$name.$st.actual" || return 1
+	done
+}
+
+admin()
+{
+	echo --user cyrus -w "$CYR_PASS" --port "$CYR_PORT" localhost
+}
+
+test_expect_success 'mailboxes: cm, lm, dm, renm and their aliases' '
+	compare mailboxes $(admin) <<-\EOF
+	lm
+	cm user.alice
+	create user.alice.Sent
+	createmailbox user.alice.Drafts
+	cm "user.alice.with space"
+	cm -partition p2 user.alice.Part
+	cm user.alice.Part2 p2
+	cm user.alice
+	lm
+	listmailbox user.alice.%
+	lm user.%
+	lm nosuch*
+	lm -s
+	lm a b c
+	lm -x
+	renm user.alice.Sent user.alice.Sent2
+	rename user.alice.Drafts user.alice.Drafts2
+	renamemailbox user.nosuch user.nosuch2
+	renm --partition p2 user.alice.Sent2 user.alice.Sent3
+	renm only-one
+	lm user.alice.*
+	dm user.nosuch
+	dm user.alice
+	sam user.alice cyrus x
+	delete user.alice.Sent3
+	deletemailbox user.alice.Drafts2
+	dm
+	dm a b
+	dm -x
+	sam user.alice.* cyrus all
+	dm user.alice.*
+	lm
+	EOF
+'
+
+test_expect_success 'ACLs: sam, lam, dam, shorthands, wildcards' '
+	compare acls $(admin) <<-\EOF
+	cm user.carol
+	cm user.carol.a
+	cm user.carol.b
+	lam user.carol
+	sam user.carol anyone read
+	sam user.carol fred post bob append
+	lam user.carol
+	setacl user.carol fred write
+	setaclmailbox user.carol fred delete
+	listacl user.carol
+	sam user.carol fred all
+	listaclmailbox user.carol
+	sam user.carol fred none
+	lam user.carol
+	sam user.carol.* bob lrs
+	lam user.carol.*
+	dam user.carol.* bob
+	lam user.carol.*
+	dam user.carol anyone
+	deleteacl user.carol bob
+	deleteaclmailbox user.carol nobody
+	lam user.carol
+	lam user.nosuch
+	sam user.nosuch bob read
+	dam user.nosuch bob
+	sam user.carol
+	sam user.carol bob
+	dam user.carol
+	lam
+	lam a b
+	EOF
+'
+
+test_expect_success 'quotas: sq, lq, lqr and their aliases' '
+	compare quotas $(admin) <<-\EOF
+	cm user.dave
+	cm user.dave.Sub
+	lq user.dave
+	lqr user.dave
+	sq user.dave 1000
+	lq user.dave
+	listquota user.dave
+	lqr user.dave.Sub
+	lqm user.dave.Sub
+	listquotaroot user.dave
+	setquota user.dave STORAGE 3
+	lq user.dave
+	sq user.dave MESSAGE 30
+	lq user.dave
+	sq user.dave STORAGE x
+	sq user.dave bad(atom 3
+	sq user.dave a b c
+	sq user.dave -1
+	sq user.dave none
+	lq user.dave
+	lq user.nosuch
+	lqr user.nosuch
+	lq
+	lqr a b
+	EOF
+'
+
+test_expect_success 'metadata: info, getmetadata, mboxcfg, setmetadata, setinfo' '
+	compare metadata $(admin) <<-\EOF
+	cm user.erin
+	info user.erin
+	mboxcfg user.erin comment "hello world"
+	mboxconfig user.erin expire 30
+	info user.erin
+	getmetadata user.erin
+	getmd user.erin comment
+	setmd user.erin comment bye
+	setmetadata user.erin /shared/comment shared-bye
+	info user.erin
+	mboxcfg user.erin comment none
+	mboxcfg user.erin bogus 1
+	setinfo motd "hi there"
+	info
+	setinfo motd none
+	setinfo motd
+	info user.nosuch
+	EOF
+'
+
+test_expect_success 'session: help, version, server, auth, disc, cd, subscribe, exit' '
+	compare session $(admin) <<-\EOF
+	help
+	?
+	help lm
+	help exit quit ? nosuch
+	help cm create createmailbox
+	version
+	ver
+	ver extra
+	server
+	servername
+	auth
+	login
+	cm user.frank
+	sub user.frank
+	lm -s
+	subscribe user.nosuch
+	unsub user.frank
+	unsubscribe user.frank
+	reconstruct user.frank
+	reconstruct -r user.frank
+	reconstruct -x user.frank
+	cd /
+	chdir /nonexistent
+	cd
+	disc
+	lm
+	cm x
+	server
+	disconnect
+	echo hello | tr a-z A-Z
+	echo a; echo b
+	lm 2>&1
+	echo $HOME "quoted  words"
+	exit 3
+	EOF
+'
+
+test_expect_success 'unconnected: every command says so' '
+	compare unconnected --norc <<-\EOF
+	lm
+	cm x
+	dm x
+	renm x y
+	lam x
+	sam x a b
+	dam x a
+	lq x
+	lqr x
+	sq x 1
+	info
+	getmd
+	mboxcfg x comment y
+	setmd x comment y
+	setinfo motd y
+	sub x
+	unsub x
+	reconstruct x
+	xfer x y
+	ver
+	server
+	disc
+	auth
+	exit
+	EOF
+'
+
+test_expect_success 'command line: --help, --version, bad options, usage' '
+	: | compare help --help &&
+	: | compare version --version &&
+	: | compare v -v &&
+	echo lm | compare badopt --bogus $(admin) &&
+	: | compare both --server localhost foo &&
+	: | compare toomany no.such.host.invalid 143 extra
+'
+
+test_expect_success 'errors: wrong password, refused, unknown host, bad user' '
+	echo lm | compare wrongpw --user cyrus -w wrong --port "$CYR_PORT" localhost &&
+	echo lm | compare wrongpw-plain --user cyrus -w wrong --auth PLAIN \
+		--port "$CYR_PORT" localhost &&
+	echo lm | compare refused --user cyrus -w x --port 1 localhost &&
+	echo lm | compare unknown --user cyrus -w x no.such.host.invalid &&
+	echo lm | compare nouser --user nosuchuser -w x --port "$CYR_PORT" localhost
+'
+
+test_expect_success 'authentication: mechanisms, authz, a non-admin user' '
+	echo lm | compare plain --user cyrus -w "$CYR_PASS" --auth PLAIN \
+		--port "$CYR_PORT" localhost &&
+	echo lm | compare login --user cyrus -w "$CYR_PASS" --auth login \
+		--port "$CYR_PORT" localhost &&
+	echo lm | compare authz --user cyrus --authz bob -w "$CYR_PASS" \
+		--port "$CYR_PORT" localhost &&
+	printf "cm user.x\nlm\n" | compare bob --user bob -w bobpw \
+		--port "$CYR_PORT" localhost
+'
+
+test_expect_success 'password from the first line of stdin' '
+	printf "%s\nlm\n" "$CYR_PASS" |
+		compare stdinpw --user cyrus --port "$CYR_PORT" localhost
+'
+
+test_done

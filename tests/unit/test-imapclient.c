@@ -1,0 +1,340 @@
+/*
+ * test-imapclient.c: the IMAP response reader against good, garbage,
+ * truncated and oversized input (no crash, a clear error), the tokenizer,
+ * and command formatting.
+ */
+#include "harness.h"
+
+#include "imapclient.h"
+#include "imapparse.h"
+
+static int feed_all(struct imapparse *p, const char *s, struct imap_reply *r,
+		    struct error *err)
+{
+	imapparse_feed(p, s, strlen(s));
+	return imapparse_next(p, r, err);
+}
+
+static void test_untagged_and_tagged(void)
+{
+	struct imapparse p;
+	struct imap_reply r;
+	struct error err = ERROR_INIT;
+
+	test_begin("imapparse: untagged, numbered, continuation, tagged");
+	imapparse_init(&p, NULL);
+	imap_reply_init(&r);
+	test_assert_int(feed_all(&p, "* LIST (\\HasChildren) \".\" user.bob\r\n",
+				 &r, &err), 1);
+	test_assert(r.kind == IMAP_REPLY_UNTAGGED);
+	test_assert_str(r.keyword, "LIST");
+	test_assert_str(r.text, "(\\HasChildren) \".\" user.bob");
+	test_assert_int(r.msgno, -1);
+	test_assert_int(feed_all(&p, "* 12 EXISTS\r\n+ go on\r\n", &r, &err), 1);
+	test_assert_int(r.msgno, 12);
+	test_assert_str(r.keyword, "EXISTS");
+	test_assert_int(imapparse_next(&p, &r, &err), 1);
+	test_assert(r.kind == IMAP_REPLY_CONTINUATION);
+	test_assert_str(r.text, "go on");
+	test_assert_int(feed_all(&p, "a1 NO [ALERT] Mailbox does not exist\n",
+				 &r, &err), 1);
+	test_assert(r.kind == IMAP_REPLY_TAGGED);
+	test_assert_str(r.tag, "a1");
+	test_assert_str(r.keyword, "NO");
+	test_assert_str(r.text, "[ALERT] Mailbox does not exist");
+	test_assert_int(imapparse_next(&p, &r, &err), 0);
+	imap_reply_release(&r);
+	imapparse_release(&p);
+	test_end();
+}
+
+static void test_literal_split(void)
+{
+	struct imapparse p;
+	struct imap_reply r;
+	struct error err = ERROR_INIT;
+	static const char in[] = "* LIST () \".\" {5}\r\nab\0de (x)\r\n";
+	static const char want[] = "() \".\" {5}\r\nab\0de (x)";
+	size_t len = sizeof(in) - 1;
+
+	test_begin("imapparse: a literal with a NUL, fed a byte at a time");
+	imapparse_init(&p, NULL);
+	imap_reply_init(&r);
+	int got = 0;
+	for (size_t i = 0; i < len; i++) {
+		imapparse_feed(&p, in + i, 1);
+		int n = imapparse_next(&p, &r, &err);
+		test_assert(n >= 0);
+		if (n > 0) {
+			got++;
+			test_assert_idx(i == len - 1, i);
+		}
+	}
+	test_assert_int(got, 1);
+	test_assert_mem(r.text, r.textlen, want, sizeof(want) - 1);
+	imap_reply_release(&r);
+	imapparse_release(&p);
+	test_end();
+}
+
+static void expect_error(const char *title, const char *input, size_t len,
+			 const struct imapparse_limits *lim, const char *msg)
+{
+	struct imapparse p;
+	struct imap_reply r;
+	struct error err = ERROR_INIT;
+
+	test_begin(title);
+	imapparse_init(&p, lim);
+	imap_reply_init(&r);
+	imapparse_feed(&p, input, len ? len : strlen(input));
+	int n;
+	while ((n = imapparse_next(&p, &r, &err)) > 0)
+		;
+	test_assert_int(n, -1);
+	test_assert(strstr(err.msg, msg) != NULL);
+	if (!strstr(err.msg, msg))
+		printf("# got: %s\n", err.msg);
+	/* And it stays failed. */
+	error_clear(&err);
+	test_assert_int(imapparse_next(&p, &r, &err), -1);
+	test_assert(err.msg[0] != '\0');
+	imap_reply_release(&r);
+	imapparse_release(&p);
+	test_end();
+}
+
+static void test_garbage(void)
+{
+	static const struct imapparse_limits small = { 64, 100, 1000 };
+	char big[300];
+
+	expect_error("imapparse: empty line is garbage", "\r\n", 2, NULL,
+		     "bad response from server");
+	expect_error("imapparse: tag without keyword", "a1\r\n", 4, NULL,
+		     "no keyword");
+	expect_error("imapparse: tagged response that is not OK/NO/BAD",
+		     "a1 MAYBE fine\r\n", 15, NULL, "not OK, NO or BAD");
+	expect_error("imapparse: binary junk", "\x01\x02\xff junk\r\n", 10,
+		     NULL, "bad response from server");
+	expect_error("imapparse: NUL outside a literal", "* OK a\0b\r\n", 10,
+		     NULL, "NUL byte");
+	memset(big, 'x', sizeof(big));
+	expect_error("imapparse: line longer than the limit", big, sizeof(big),
+		     &small, "line too long");
+	expect_error("imapparse: oversized literal", "* LIST () \".\" {101}\r\n",
+		     21, &small, "exceeds the limit");
+	expect_error("imapparse: huge literal size", "* X {99999999999999999999}\r\n",
+		     28, NULL, "exceeds the limit");
+	expect_error("imapparse: response of many literals over the limit",
+		     "* X {90}\r\n" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx {90}\r\n",
+		     0, &small, "too long");
+	expect_error("imapparse: a response starting with a literal",
+		     "{3}\r\nabc\r\n", 10, NULL, "bad response");
+}
+
+static void test_truncated(void)
+{
+	struct imapparse p;
+	struct imap_reply r;
+	struct error err = ERROR_INIT;
+
+	test_begin("imapparse: truncated input waits, and says so");
+	imapparse_init(&p, NULL);
+	imap_reply_init(&r);
+	test_assert_int(feed_all(&p, "* LIST () \".\" {10}\r\nabc", &r, &err), 0);
+	test_assert(imapparse_pending(&p));
+	test_assert_int(feed_all(&p, "* OK no newline", &r, &err), 0);
+	imap_reply_release(&r);
+	imapparse_release(&p);
+	test_end();
+}
+
+/* Random bytes and random cuts of good responses: never a crash. */
+static void test_fuzz(void)
+{
+	static const char *good[] = {
+		"* LIST (\\Noselect) \"/\" {3}\r\nfoo\r\n",
+		"* METADATA \"\" (\"/shared/comment\" {4}\r\nab\r\n)\r\n",
+		"a OK [CAPABILITY IMAP4rev1 LITERAL+] done\r\n",
+		"* 3 FETCH (BODY[] {0}\r\n)\r\n",
+	};
+	static const struct imapparse_limits small = { 200, 500, 2000 };
+	unsigned seed = 12345;
+
+	test_begin("imapparse: 20000 random inputs, no crash");
+	for (int round = 0; round < 20000; round++) {
+		struct imapparse p;
+		struct imap_reply r;
+		struct error err = ERROR_INIT;
+		char in[600];
+		size_t n = 0;
+
+		imapparse_init(&p, &small);
+		imap_reply_init(&r);
+		seed = seed * 1103515245 + 12345;
+		if (round % 2) {
+			const char *g = good[(seed >> 8) % ARRAY_SIZE(good)];
+			n = strlen(g);
+			memcpy(in, g, n);
+			/* flip a few bytes */
+			for (int k = 0; k < 3; k++) {
+				seed = seed * 1103515245 + 12345;
+				in[(seed >> 4) % n] = (char)(seed >> 16);
+			}
+		} else {
+			n = (seed >> 8) % sizeof(in);
+			for (size_t i = 0; i < n; i++) {
+				seed = seed * 1103515245 + 12345;
+				in[i] = "* {}0123\r\n\"() abcOK+"[(seed >> 16) % 20];
+			}
+		}
+		size_t pos = 0;
+		while (pos < n) {
+			seed = seed * 1103515245 + 12345;
+			size_t k = 1 + (seed >> 8) % 50;
+			if (k > n - pos)
+				k = n - pos;
+			imapparse_feed(&p, in + pos, k);
+			pos += k;
+			int rr;
+			while ((rr = imapparse_next(&p, &r, &err)) > 0) {
+				test_assert(r.tag != NULL && r.text != NULL);
+				struct imap_tokenizer t;
+				struct imap_token tok = { IMAP_TOK_END, BUF_INIT };
+				imap_tokenizer_init(&t, r.text, r.textlen);
+				for (int j = 0; j < 100; j++) {
+					if (imap_tokenizer_next(&t, &tok, &err) < 0 ||
+					    tok.kind == IMAP_TOK_END)
+						break;
+				}
+				buf_release(&tok.value);
+			}
+			if (rr < 0) {
+				test_assert(err.msg[0] != '\0');
+				break;
+			}
+		}
+		imap_reply_release(&r);
+		imapparse_release(&p);
+	}
+	test_end();
+}
+
+static void test_tokenizer(void)
+{
+	struct imap_tokenizer t;
+	struct imap_token tok = { IMAP_TOK_END, BUF_INIT };
+	struct error err = ERROR_INIT;
+	const char *s = "(\"a b\" NIL {3}\r\nx\"y \"q\\\"z\") atom";
+
+	test_begin("tokenizer: lists, quoted, NIL, literal, atom, bad input");
+	imap_tokenizer_init(&t, s, strlen(s));
+	test_assert_int(imap_tokenizer_next(&t, &tok, &err), 0);
+	test_assert(tok.kind == IMAP_TOK_LPAREN);
+	imap_tokenizer_next(&t, &tok, &err);
+	test_assert(tok.kind == IMAP_TOK_QUOTED);
+	test_assert_str(tok.value.s, "a b");
+	imap_tokenizer_next(&t, &tok, &err);
+	test_assert(imap_token_is_nil(&tok));
+	imap_tokenizer_next(&t, &tok, &err);
+	test_assert(tok.kind == IMAP_TOK_LITERAL);
+	test_assert_str(tok.value.s, "x\"y");
+	imap_tokenizer_next(&t, &tok, &err);
+	test_assert_str(tok.value.s, "q\"z");
+	imap_tokenizer_next(&t, &tok, &err);
+	test_assert(tok.kind == IMAP_TOK_RPAREN);
+	imap_tokenizer_next(&t, &tok, &err);
+	test_assert_str(tok.value.s, "atom");
+	imap_tokenizer_next(&t, &tok, &err);
+	test_assert(tok.kind == IMAP_TOK_END);
+
+	imap_tokenizer_init(&t, "\"open", 5);
+	test_assert_int(imap_tokenizer_next(&t, &tok, &err), -1);
+	test_assert(strstr(err.msg, "unterminated") != NULL);
+	imap_tokenizer_init(&t, "{99}\r\nab", 8);
+	test_assert_int(imap_tokenizer_next(&t, &tok, &err), -1);
+	test_assert(strstr(err.msg, "malformed literal") != NULL);
+	buf_release(&tok.value);
+	test_end();
+}
+
+static void fmt(struct buf *b, const char *f, ...)
+{
+	va_list ap;
+	va_start(ap, f);
+	imapclient_vfmt(NULL, b, f, ap);
+	va_end(ap);
+}
+
+static void test_format(void)
+{
+	struct buf b = BUF_INIT;
+
+	test_begin("imapclient: astring, qstring and literal formatting");
+	fmt(&b, "CREATE %s", "user.bob");
+	test_assert_str(b.s, "CREATE user.bob");
+	buf_reset(&b);
+	fmt(&b, "LIST %s %s", "", "*");
+	test_assert_str(b.s, "LIST \"\" \"*\"");
+	buf_reset(&b);
+	fmt(&b, "CREATE %s", "user.bob.with space");
+	test_assert_str(b.s, "CREATE \"user.bob.with space\"");
+	buf_reset(&b);
+	fmt(&b, "SETMETADATA %q (%q %q)", "user.bob", "/shared/comment", "a\"b");
+	test_assert_str(b.s, "SETMETADATA \"user.bob\" (\"/shared/comment\" "
+			"{3}\r\na\"b)");
+	buf_reset(&b);
+	fmt(&b, "X %a %d%%", "RAW", 5);
+	test_assert_str(b.s, "X RAW 5%");
+	buf_release(&b);
+	test_end();
+}
+
+static void test_literal_suffix(void)
+{
+	size_t st;
+	test_begin("imapparse_literal_suffix: {N}, {N+}, and not");
+	test_assert_int(imapparse_literal_suffix("a {12}", 6, &st), 12);
+	test_assert_int(st, 2);
+	test_assert_int(imapparse_literal_suffix("a {3+}", 6, &st), 3);
+	test_assert_int(imapparse_literal_suffix("a {}", 4, &st), -1);
+	test_assert_int(imapparse_literal_suffix("a 3}", 4, &st), -1);
+	test_assert_int(imapparse_literal_suffix("}", 1, &st), -1);
+	test_end();
+}
+
+int main(void)
+{
+	static void (*const tests[])(void) = {
+		test_untagged_and_tagged,
+		test_literal_split,
+		test_garbage,
+		test_truncated,
+		test_fuzz,
+		test_tokenizer,
+		test_format,
+		test_literal_suffix,
+		NULL,
+	};
+	return test_run(tests);
+}
