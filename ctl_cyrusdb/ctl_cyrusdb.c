@@ -11,15 +11,21 @@
  * - every database is handled even when one fails, each failure is named
  *   on stderr, and the exit status is non-zero if any failed (Cyrus keeps
  *   only the last status).
- * Not done yet: the mailboxes.db entry fixes of -r without -x (reserved
- * entries, missing uniqueids, legacy specialuse, reverse ACLs).
+ * - a database recovery cannot open or finds broken is named with the
+ *   commands that salvage it; with --salvage it is salvaged (lib/salvage.h)
+ *   and the damaged file is kept beside the result;
+ * - --json and --summary say which databases were handled, their sizes and
+ *   how long each took.
+ * The mailboxes.db entry fixes of -r without -x are in fixentries.c.
  */
 #include "compat.h"
 
 #include <getopt.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "atomicfile.h"
 #include "buf.h"
 #include "commands.h"
 #include "config.h"
@@ -27,22 +33,62 @@
 #include "cyrusdb.h"
 #include "dbset.h"
 #include "error.h"
+#include "fixentries.h"
 #include "log.h"
 #include "procscan.h"
+#include "salvage.h"
 #include "xmalloc.h"
+
+/* What happened to one database, for --json and --summary. */
+struct dbresult {
+	const char *status; /* "archived", "recovered", "failed", ... */
+	unsigned long long bytes;
+	double seconds;
+	char *error;        /* malloc'd, or NULL */
+};
 
 struct run {
 	struct config *cfg;
 	struct dbset_entry dbs[DBSET_MAX];
+	struct dbresult res[DBSET_MAX];
 	size_t ndbs;
 	enum error_kind worst;
 	struct buf failed; /* "mailboxes.db, annotations.db" */
 	unsigned nfailed;
+	bool salvage;      /* --salvage: salvage what recovery cannot open */
+	const char *conf;  /* the imapd.conf, for the commands we print */
 };
+
+static double now_seconds(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static unsigned long long file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? (unsigned long long)st.st_size : 0;
+}
+
+static struct dbresult *result_of(struct run *run, const char *what)
+{
+	for (size_t i = 0; i < run->ndbs; i++)
+		if (!strcmp(dbset_basename(&run->dbs[i]), what))
+			return &run->res[i];
+	return NULL;
+}
 
 static void failed(struct run *run, const char *what, enum error_kind kind,
 		   const char *msg)
 {
+	struct dbresult *res = result_of(run, what);
+	if (res) {
+		res->status = "failed";
+		free(res->error);
+		res->error = xstrdup(msg);
+	}
 	log_error("%s", msg);
 	run->worst = run->worst == ERR_NONE ? kind
 					    : error_worst(run->worst, kind);
@@ -96,6 +142,16 @@ static void checkpoint(struct run *run, bool repack)
 	struct error err = ERROR_INIT;
 	char *backup1 = NULL;
 
+	for (size_t i = 0; i < run->ndbs; i++) {
+		const struct dbset_entry *e = &run->dbs[i];
+		struct dbresult *res = &run->res[i];
+		res->status = !exists(e->path)		 ? "missing"
+			      : e->archive && strcmp(e->backend, "quotalegacy")
+				      ? "pending"
+				      : "not archived";
+		res->bytes = file_size(e->path);
+	}
+
 	/* File backends have nothing to sync; a repack is on request only. */
 	for (size_t i = 0; repack && i < run->ndbs; i++) {
 		const struct dbset_entry *e = &run->dbs[i];
@@ -109,6 +165,7 @@ static void checkpoint(struct run *run, bool repack)
 	}
 	for (size_t i = 0; i < run->ndbs; i++) {
 		const struct dbset_entry *e = &run->dbs[i];
+		struct dbresult *res = &run->res[i];
 		/* quotalegacy is a directory tree: Cyrus archives nothing. */
 		if (!e->archive || !strcmp(e->backend, "quotalegacy"))
 			continue;
@@ -116,10 +173,11 @@ static void checkpoint(struct run *run, bool repack)
 			log_debug("not archiving %s: no such file", e->path);
 			continue;
 		}
+		if (!strcmp(res->status, "failed"))
+			continue; /* the repack failed */
 		char *dst = xasprintf("%s/%s", backup1, dbset_basename(e));
 		unsigned long long bytes = 0;
-		struct timespec t0, t1;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
+		double t0 = now_seconds();
 		error_clear(&err);
 		if (dbset_copy_locked(e->path, dst, &bytes, &err) < 0) {
 			char *msg = xasprintf("cannot archive '%s': %s",
@@ -127,12 +185,13 @@ static void checkpoint(struct run *run, bool repack)
 			failed(run, dbset_basename(e), err.kind, msg);
 			free(msg);
 		} else {
-			clock_gettime(CLOCK_MONOTONIC, &t1);
+			res->status = "archived";
+			res->bytes = bytes;
+			res->seconds = now_seconds() - t0;
 			log_info("archived %s: %llu bytes in %.3fs", e->path,
-				 bytes,
-				 (double)(t1.tv_sec - t0.tv_sec) +
-					 (t1.tv_nsec - t0.tv_nsec) / 1e9);
+				 bytes, res->seconds);
 		}
+		res->seconds = now_seconds() - t0;
 		free(dst);
 	}
 	free(backup1);
@@ -161,6 +220,72 @@ static int convert_if_needed(struct run *run, const struct dbset_entry *e)
 	return 0;
 }
 
+/*
+ * --salvage: what normal recovery cannot open or finds broken is replaced
+ * by what salvage can read (lib/salvage.h). The order keeps the damaged
+ * bytes at every moment:
+ *   1. salvage into <path>.salvaged (temporary file, fsync, rename);
+ *   2. hard-link the damaged file as <path>.damaged-<time>;
+ *   3. rename <path>.salvaged over <path>.
+ * A crash between the steps leaves the damaged file in place (1, 2) or
+ * beside the result (3). Nothing readable at all: the file is left alone.
+ */
+static int salvage_one(const struct dbset_entry *e,
+		       struct error *err)
+{
+	struct salvage_report rep;
+	struct buf text = BUF_INIT;
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	int r = -1;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	char *tmp = xasprintf("%s.salvaged", e->path);
+	char *keep = xasprintf("%s.damaged-%s", e->path, stamp);
+
+	if (salvage_file(e->path, e->backend, false, tmp, &rep, err) < 0)
+		goto out;
+	salvage_report_text(&rep, e->path, &text);
+	if (rep.versions == 0) {
+		unlink(tmp);
+		error_set(err, ERR_DATA, "salvage found no readable record in "
+			  "'%s'; left as it is", e->path);
+		goto out;
+	}
+	if (link(e->path, keep) < 0) {
+		error_sys(err, error_kind_from_errno(errno), errno,
+			  "cannot keep the damaged file as '%s'", keep);
+		unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, e->path) < 0) {
+		error_sys(err, error_kind_from_errno(errno), errno,
+			  "cannot rename '%s' to '%s'", tmp, e->path);
+		unlink(tmp);
+		goto out;
+	}
+	fsync_parent_dir(e->path);
+	/* The report, line by line, for the person and for syslog. */
+	for (char *line = text.s, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		log_warn("salvage: %s", line);
+	}
+	log_warn("salvaged %s: %llu keys kept; the damaged file is kept as "
+		   "%s", e->path, (unsigned long long)rep.keys, keep);
+	r = 0;
+out:
+	salvage_report_release(&rep);
+	buf_release(&text);
+	free(tmp);
+	free(keep);
+	return r;
+}
+
 /* Opening recovers a twoskip or skiplist left by a crash; then check it. */
 static void recover_one(struct run *run, const struct dbset_entry *e)
 {
@@ -171,10 +296,34 @@ static void recover_one(struct run *run, const struct dbset_entry *e)
 		error_set(&err, ERR_DATA, "'%s' is not consistent after "
 			  "recovery: %s", e->path, cyrusdb_errmsg(db));
 	cyrusdb_close(&db);
-	if (r != CYRUSDB_OK)
-		failed(run, dbset_basename(e), err.kind, err.msg);
-	else
+	if (r == CYRUSDB_OK) {
 		log_info("recovered %s", e->path);
+		return;
+	}
+	if (!repackable(e->backend) || r == CYRUSDB_LOCKED ||
+	    r == CYRUSDB_AGAIN || err.kind == ERR_PERM ||
+	    err.kind == ERR_TEMPFAIL) {
+		failed(run, dbset_basename(e), err.kind, err.msg);
+		return;
+	}
+	if (!run->salvage) {
+		char *msg = xasprintf(
+			"%s; to see what can be saved: cyrus dbtool -C %s %s %s "
+			"salvage -; to replace it by what can be saved (the "
+			"damaged file is kept beside it): cyrus ctl_cyrusdb -C "
+			"%s -r --salvage",
+			err.msg, run->conf, e->path, e->backend, run->conf);
+		failed(run, dbset_basename(e), err.kind, msg);
+		free(msg);
+		return;
+	}
+	log_warn("%s; salvaging", err.msg);
+	error_clear(&err);
+	if (salvage_one(e, &err) < 0) {
+		failed(run, dbset_basename(e), err.kind, err.msg);
+		return;
+	}
+	run->res[e - run->dbs].status = "salvaged";
 }
 
 static void recover(struct run *run, bool fix_entries)
@@ -193,18 +342,30 @@ static void recover(struct run *run, bool fix_entries)
 
 	for (size_t i = 0; i < run->ndbs; i++) {
 		const struct dbset_entry *e = &run->dbs[i];
-		if (!exists(e->path))
+		struct dbresult *res = &run->res[i];
+		if (!exists(e->path)) {
+			res->status = "missing";
 			continue;
-		if (!usable(run, e) || convert_if_needed(run, e) < 0)
-			continue;
-		/* quotalegacy keeps one file per root under quota/. */
-		if (strcmp(e->backend, "quotalegacy"))
+		}
+		double t0 = now_seconds();
+		res->status = "recovered";
+		if (usable(run, e) && convert_if_needed(run, e) == 0 &&
+		    strcmp(e->backend, "quotalegacy")) /* one file per root */
 			recover_one(run, e);
+		res->seconds = now_seconds() - t0;
+		res->bytes = file_size(e->path);
 	}
-	if (fix_entries)
-		log_warn("mailboxes.db entry fixes (reserved entries, missing "
-			 "uniqueids, reverse ACLs) are not implemented yet; "
-			 "databases were recovered as with -x");
+	if (fix_entries) {
+		const struct dbset_entry *mb = &run->dbs[0];
+		struct dbresult *res = &run->res[0];
+		if (!exists(mb->path) || !strcmp(res->status, "failed"))
+			return;
+		double t0 = now_seconds();
+		if (fixentries_run(run->cfg, mb->path, &err) < 0)
+			failed(run, dbset_basename(mb), err.kind, err.msg);
+		res->seconds += now_seconds() - t0;
+		res->bytes = file_size(mb->path);
+	}
 }
 
 /* -r must not race a live server: refuse if one uses this config. */
@@ -224,16 +385,86 @@ static int refuse_if_running(struct run *run)
 	return EX_TEMPFAIL;
 }
 
+static void json_str(struct buf *out, const char *s)
+{
+	buf_addch(out, '"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			buf_printf(out, "\\%c", c);
+		else if (c < 0x20)
+			buf_printf(out, "\\u%04x", c);
+		else
+			buf_addch(out, c);
+	}
+	buf_addch(out, '"');
+}
+
+enum report_format { REPORT_NONE, REPORT_JSON, REPORT_SUMMARY };
+
+/* One line per database: JSON objects, or aligned text and a total. */
+static void print_report(struct run *run, enum report_format fmt,
+			 const char *op, double total)
+{
+	struct buf out = BUF_INIT;
+	unsigned long long bytes = 0;
+	unsigned ok = 0;
+
+	for (size_t i = 0; i < run->ndbs; i++) {
+		const struct dbset_entry *e = &run->dbs[i];
+		const struct dbresult *res = &run->res[i];
+		const char *status = res->status ? res->status : "skipped";
+		if (fmt == REPORT_JSON) {
+			buf_adds(&out, "{\"operation\": ");
+			json_str(&out, op);
+			buf_adds(&out, ", \"database\": ");
+			json_str(&out, dbset_basename(e));
+			buf_adds(&out, ", \"path\": ");
+			json_str(&out, e->path);
+			buf_adds(&out, ", \"backend\": ");
+			json_str(&out, e->backend);
+			buf_adds(&out, ", \"status\": ");
+			json_str(&out, status);
+			buf_printf(&out, ", \"bytes\": %llu, \"seconds\": %.6f",
+				   res->bytes, res->seconds);
+			if (res->error) {
+				buf_adds(&out, ", \"error\": ");
+				json_str(&out, res->error);
+			}
+			buf_adds(&out, "}\n");
+		} else {
+			buf_printf(&out, "%-18s %-11s %-12s %12llu bytes "
+				   "%9.3fs\n", dbset_basename(e), e->backend,
+				   status, res->bytes, res->seconds);
+		}
+		if (!strcmp(status, "archived") ||
+		    !strcmp(status, "recovered") ||
+		    !strcmp(status, "salvaged"))
+			ok++, bytes += res->bytes;
+	}
+	if (fmt == REPORT_SUMMARY)
+		buf_printf(&out, "%s: %u databases %s (%llu bytes), %u "
+			   "failed, in %.3fs\n", op, ok,
+			   op[0] == 'c' ? "archived" : "recovered", bytes,
+			   run->nfailed, total);
+	fwrite(out.s, 1, out.len, stdout);
+	buf_release(&out);
+}
+
 int cmd_ctl_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx)
 {
 	static const struct option longopts[] = {
 		{ "repack", no_argument, NULL, 'P' },
+		{ "salvage", no_argument, NULL, 'S' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "summary", no_argument, NULL, 'U' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
 	enum { NONE, RECOVER, CHECKPOINT } op = NONE;
 	const char *alt_config = NULL;
-	bool fix_entries = true, repack = false;
+	bool fix_entries = true, repack = false, salvage = false;
+	enum report_format report = REPORT_NONE;
 	int c, verbose = 0;
 
 	while ((c = getopt_long(argc, argv, "C:rxc", longopts, NULL)) != -1) {
@@ -256,19 +487,30 @@ int cmd_ctl_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx)
 		case 'v':
 			verbose++;
 			break;
+		case 'S':
+			salvage = true;
+			break;
+		case 'J':
+		case 'U':
+			if (report != REPORT_NONE)
+				cyrus_usage(ctx, false);
+			report = c == 'J' ? REPORT_JSON : REPORT_SUMMARY;
+			break;
 		default:
 			cyrus_usage(ctx, false);
 		}
 	}
 	argc -= optind;
 	if (argc != 0 || op == NONE || (op != RECOVER && !fix_entries) ||
-	    (op != CHECKPOINT && repack))
+	    (op != CHECKPOINT && repack) || (op != RECOVER && salvage))
 		cyrus_usage(ctx, false);
 	log_set_verbose(verbose);
 
 	cyrus_setup(ctx, alt_config);
 
-	struct run run = { .cfg = ctx->cfg, .failed = BUF_INIT };
+	struct run run = { .cfg = ctx->cfg, .failed = BUF_INIT,
+			   .salvage = salvage,
+			   .conf = config_filename(ctx->cfg) };
 	run.ndbs = dbset_get(ctx->cfg, run.dbs);
 	const char *msg = op == RECOVER ? "recovering cyrus databases"
 					: "checkpointing cyrus databases";
@@ -277,11 +519,16 @@ int cmd_ctl_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx)
 	if (op == RECOVER && (r = refuse_if_running(&run)) != 0)
 		goto out;
 	log_notice("%s", msg);
+	double t0 = now_seconds();
 	if (op == RECOVER)
 		recover(&run, fix_entries);
 	else
 		checkpoint(&run, repack);
 	log_notice("done %s", msg);
+	if (report != REPORT_NONE)
+		print_report(&run, report, op == RECOVER ? "recover"
+							: "checkpoint",
+			     now_seconds() - t0);
 
 	if (run.nfailed) {
 		log_error("%u database%s failed: %s", run.nfailed,
@@ -289,6 +536,8 @@ int cmd_ctl_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx)
 		r = error_exitcode(run.worst);
 	}
 out:
+	for (size_t i = 0; i < run.ndbs; i++)
+		free(run.res[i].error);
 	dbset_release(run.dbs, run.ndbs);
 	buf_release(&run.failed);
 	return r;

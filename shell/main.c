@@ -31,8 +31,9 @@ static const struct command commands[] = {
 	{ "ctl_cyrusdb", { "cyrusdb", NULL }, cmd_ctl_cyrusdb,
 	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
 	  "checkpoint (archive) or recover the cyrus databases",
-	  "usage: ctl_cyrusdb [-C <altconfig>] -c [--repack]\n"
-	  "       ctl_cyrusdb [-C <altconfig>] -r [-x]\n"
+	  "usage: ctl_cyrusdb [-C <altconfig>] -c [--repack] [--json|--summary]\n"
+	  "       ctl_cyrusdb [-C <altconfig>] -r [-x] [--salvage] "
+	  "[--json|--summary]\n"
 	  "\n"
 	  "  -c  checkpoint: rotate db.backup1 to db.backup2 and copy "
 	  "mailboxes.db,\n"
@@ -42,12 +43,17 @@ static const struct command commands[] = {
 	  "  --repack  also repack twoskip and skiplist databases first\n"
 	  "  -r  recover: convert databases of another format to the "
 	  "configured\n"
-	  "      backend, open each (crash recovery) and check it; refuses "
-	  "while a\n"
-	  "      Cyrus server runs on this configuration\n"
-	  "  -x  skip the mailboxes.db entry fixes (these are not "
-	  "implemented yet:\n"
-	  "      -r always behaves as -r -x)\n"
+	  "      backend, open each (crash recovery) and check it, then fix "
+	  "the\n"
+	  "      mailboxes.db entries as Cyrus does (reserved entries, "
+	  "uniqueids,\n"
+	  "      reverse ACLs); refuses while a Cyrus server runs on this\n"
+	  "      configuration\n"
+	  "  -x  skip the mailboxes.db entry fixes\n"
+	  "  --salvage  when recovery fails, rescue what checks out (the "
+	  "damaged\n"
+	  "      file is kept beside the result as FILE.damaged-TIME)\n"
+	  "  --json, --summary  one line per database: status, size, time\n"
 	  "  --verbose  report each database on stderr\n"
 	  "Exits non-zero if any database failed, and names it.\n" },
 	{ "ctl_mboxlist", { "mboxlist", NULL }, cmd_ctl_mboxlist,
@@ -106,6 +112,10 @@ static const struct command commands[] = {
 	  "* consistent - check consistency\n"
 	  "* repack - repack/checkpoint the DB (if supported)\n"
 	  "* batch - read from stdin and execute commands\n"
+	  "* salvage <out|-> - rescue every record whose checksums hold from "
+	  "a damaged\n"
+	  "  twoskip or skiplist into a fresh <out> (- only reports what "
+	  "was lost)\n"
 	  "You may omit key or key/value and specify one per line on stdin\n"
 	  "keys are terminated by tab or newline, values are terminated by "
 	  "newline\n" },
@@ -166,6 +176,28 @@ static const struct command commands[] = {
 	  "\t-M\tpartition metadata file directory (duplicate of -m)\n"
 	  "\t-S\tsieve directory for the user\n"
 	  "\t-U\tuser files directory (seen, sub, etc)\n" },
+	{ "quota", { NULL }, cmd_quota, CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
+	  "report quota roots and usage, or recompute the usage (-f)",
+	  "usage: quota [-C <alt_config>] [-d <domain>] [-f] [-q] [-J] [-n] "
+	  "[-u] [mailbox-spec]...\n"
+	  "\n"
+	  "  -d domain  only the quota roots of this virtual domain\n"
+	  "  -f         recompute the usage of every root from its mailboxes, "
+	  "fix the\n"
+	  "             root recorded in each mailbox, remove roots no mailbox "
+	  "uses;\n"
+	  "             prints each change on stderr, then the report\n"
+	  "  -n         with -f: print what would change, change nothing\n"
+	  "  -q         with -f: no report afterwards\n"
+	  "  -J, --json the report as a JSON object\n"
+	  "  -u         arguments are user ids, not mailbox prefixes\n"
+	  "  -Z         accepted for compatibility (the real tool's test hook)\n"
+	  "mailbox-spec: prefixes of quota root names (external form); none: "
+	  "all roots.\n"
+	  "Safe on a running server: takes the server's quota and mailbox "
+	  "locks.\n"
+	  "Exit status: 64 usage, 74 I/O error, 75 locked, 65 bad data, 78 "
+	  "configuration.\n" },
 };
 
 /* The real program's name: its imapd.conf service keys ("cyr_dbtool_x:")
