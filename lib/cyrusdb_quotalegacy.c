@@ -402,7 +402,8 @@ static int ql_commit(struct cyrusdb *base, struct cyrusdb_txn *t)
 				      "'%s': commit of an unknown transaction",
 				      db->dir);
 	/* In path order, so each directory is fsynced once. */
-	qsort(t->list, t->n, sizeof(*t->list), path_cmp);
+	if (t->n)
+		qsort(t->list, t->n, sizeof(*t->list), path_cmp);
 	const char *synced = NULL;
 	size_t synced_len = 0;
 	for (size_t i = 0; i < t->n; i++) {

@@ -176,6 +176,69 @@ static const struct command commands[] = {
 	  "\t-M\tpartition metadata file directory (duplicate of -m)\n"
 	  "\t-S\tsieve directory for the user\n"
 	  "\t-U\tuser files directory (seen, sub, etc)\n" },
+	{ "quota", { NULL }, cmd_quota, CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
+	  "report quota roots and usage, or recompute the usage (-f)",
+	  "usage: quota [-C <alt_config>] [-d <domain>] [-f] [-q] [-J] [-n] "
+	  "[-u] [mailbox-spec]...\n"
+	  "\n"
+	  "  -d domain  only the quota roots of this virtual domain\n"
+	  "  -f         recompute the usage of every root from its mailboxes, "
+	  "fix the\n"
+	  "             root recorded in each mailbox, remove roots no mailbox "
+	  "uses;\n"
+	  "             prints each change on stderr, then the report\n"
+	  "  -n         with -f: print what would change, change nothing\n"
+	  "  -q         with -f: no report afterwards\n"
+	  "  -J, --json the report as a JSON object\n"
+	  "  -u         arguments are user ids, not mailbox prefixes\n"
+	  "  -Z         accepted for compatibility (the real tool's test hook)\n"
+	  "mailbox-spec: prefixes of quota root names (external form); none: "
+	  "all roots.\n"
+	  "Safe on a running server: takes the server's quota and mailbox "
+	  "locks.\n"
+	  "Exit status: 64 usage, 74 I/O error, 75 locked, 65 bad data, 78 "
+	  "configuration.\n" },
+};
+
+/* The real program's name: its imapd.conf service keys ("cyr_dbtool_x:")
+ * and its syslog ident. */
+static const char *real_tool_name(const struct command *cmd)
+{
+	if (!strcmp(cmd->name, "dbtool"))
+		return "cyr_dbtool";
+	return cmd->name;
+}
+
+static const struct command *find_exact(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+		for (size_t j = 0; commands[i].aliases[j]; j++)
+			if (!strcmp(commands[i].aliases[j], name))
+				return &commands[i];
+	}
+	return NULL;
+}
+
+/* Debian's wrapper looks up NAME, then cyr_NAME, then ctl_NAME. */
+static const struct command *find_command(const char *name)
+{
+	static const char *const prefixes[] = { "", "cyr_", "ctl_" };
+	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++) {
+		char *full = xasprintf("%s%s", prefixes[i], name);
+		const struct command *cmd = find_exact(full);
+		free(full);
+		if (cmd)
+			return cmd;
+	}
+	return NULL;
+}
+
+/* The argv[0] symlinks (make install): each acts as its subcommand. */
+static const struct {
+	const char *argv0, *command;
+} argv0_names[] = {
 };
 
 /* The real program's name: its imapd.conf service keys ("cyr_dbtool_x:")
