@@ -239,47 +239,6 @@ static const struct command *find_command(const char *name)
 static const struct {
 	const char *argv0, *command;
 } argv0_names[] = {
-};
-
-/* The real program's name: its imapd.conf service keys ("cyr_dbtool_x:")
- * and its syslog ident. */
-static const char *real_tool_name(const struct command *cmd)
-{
-	if (!strcmp(cmd->name, "dbtool"))
-		return "cyr_dbtool";
-	return cmd->name;
-}
-
-static const struct command *find_exact(const char *name)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
-		if (!strcmp(commands[i].name, name))
-			return &commands[i];
-		for (size_t j = 0; commands[i].aliases[j]; j++)
-			if (!strcmp(commands[i].aliases[j], name))
-				return &commands[i];
-	}
-	return NULL;
-}
-
-/* Debian's wrapper looks up NAME, then cyr_NAME, then ctl_NAME. */
-static const struct command *find_command(const char *name)
-{
-	static const char *const prefixes[] = { "", "cyr_", "ctl_" };
-	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++) {
-		char *full = xasprintf("%s%s", prefixes[i], name);
-		const struct command *cmd = find_exact(full);
-		free(full);
-		if (cmd)
-			return cmd;
-	}
-	return NULL;
-}
-
-/* The argv[0] symlinks (make install): each acts as its subcommand. */
-static const struct {
-	const char *argv0, *command;
-} argv0_names[] = {
 	{ "cyrreconstruct", "reconstruct" }, { "cyrquota", "quota" },
 	{ "cyrus-makedirs", "makedirs" },    { "ctl_cyrusdb", "ctl_cyrusdb" },
 	{ "cvt_cyrusdb", "cvt_cyrusdb" },    { "ctl_mboxlist", "ctl_mboxlist" },
