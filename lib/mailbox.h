@@ -25,7 +25,7 @@
  *   all record CRCs check.
  * Built on this: lib/cache.h (cache records: parse, CRC check, format;
  * done) and lib/message.h (size, header_size, dates, GUID: done; the MIME
- * parse for the cache items: not yet). reconstruct: not yet.
+ * parse for the cache items: lib/mimeparse.h). reconstruct: cyrreconstruct/.
  *
  * Creating a mailbox's files as 3.6.1 mailbox_create() does: take the
  * locks (mailbox_lock_names, LOCK_EXCLUSIVE), create the metadata and data
@@ -207,6 +207,15 @@ size_t mailbox_record_encode(const struct mailbox_record *r,
 /* The sync CRC of a record (crc_basic): 0 for EXPUNGED records. */
 uint32_t mailbox_record_sync_crc(const struct mailbox_record *r,
 				 const struct mailbox_header *h);
+/*
+ * The annotation sync CRC share of a record (crc_virtannot of 3.6.1: its
+ * cid, savedate and createdmodseq as the virtual annotations of minor
+ * version 13/15/16 on); 0 for EXPUNGED records. The index header's
+ * sync_crc_annot is MAILBOX_CRC_INIT_ANNOT ^ these ^ the CRCs of the
+ * mailbox's real per-message annotations.
+ */
+uint32_t mailbox_record_annot_crc(const struct mailbox_record *r,
+				  uint32_t minor_version);
 /* 40 lower-case hex digits + NUL into out. */
 void mailbox_guid_hex(const unsigned char *guid, char out[41]);
 

@@ -533,3 +533,35 @@ int mailbox_cache_create(const char *path, uint32_t generation,
 	put32(b, generation);
 	return mailbox_write_file(path, b, sizeof(b), err);
 }
+
+static uint32_t annot_crc(uint32_t uid, const char *entry, const char *value)
+{
+	char tmp[256];
+	int n = snprintf(tmp, sizeof(tmp), "%u %s  %s", uid, entry, value);
+	return (uint32_t)crc32(0, (const Bytef *)tmp, (uInt)n);
+}
+
+uint32_t mailbox_record_annot_crc(const struct mailbox_record *r,
+				  uint32_t minor_version)
+{
+	char v[32];
+	uint32_t crc = 0;
+
+	if (r->internal_flags & MAILBOX_FLAG_EXPUNGED)
+		return 0;
+	if (r->cid && minor_version >= 13) {
+		snprintf(v, sizeof(v), "%llx", (unsigned long long)r->cid);
+		crc ^= annot_crc(r->uid, "/vendor/cmu/cyrus-imapd/thrid", v);
+	}
+	if (r->savedate && minor_version >= 15) {
+		snprintf(v, sizeof(v), "%ld", (long)r->savedate);
+		crc ^= annot_crc(r->uid, "/vendor/cmu/cyrus-imapd/savedate", v);
+	}
+	if (r->createdmodseq && minor_version >= 16) {
+		snprintf(v, sizeof(v), "%llu",
+			 (unsigned long long)r->createdmodseq);
+		crc ^= annot_crc(r->uid,
+				 "/vendor/cmu/cyrus-imapd/createdmodseq", v);
+	}
+	return crc;
+}

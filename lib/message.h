@@ -7,9 +7,9 @@
  * STATUS (issue 4): done and unit-tested: the index fields of a message
  * file -- size, header_size, sentdate, gmtime and the GUID (SHA-1 of the
  * whole file, OpenSSL libcrypto: whatever links this needs -lcrypto).
- * NOT done yet: the MIME parse that yields the cache items (ENVELOPE,
+ * The MIME parse that yields the cache items (ENVELOPE,
  * BODYSTRUCTURE, BODY, SECTION, cached HEADERS, search addresses,
- * SUBJECT) exactly as imapd writes them.
+ * SUBJECT) exactly as imapd writes them: lib/mimeparse.h (done).
  */
 #ifndef CYRUS_LIB_MESSAGE_H
 #define CYRUS_LIB_MESSAGE_H

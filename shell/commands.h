@@ -12,5 +12,6 @@ int cmd_mailbox(int argc, char **argv, struct cyrus_ctx *ctx);
 int cmd_makedirs(int argc, char **argv, struct cyrus_ctx *ctx);
 int cmd_mbpath(int argc, char **argv, struct cyrus_ctx *ctx);
 int cmd_quota(int argc, char **argv, struct cyrus_ctx *ctx);
+int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx);
 
 #endif

@@ -198,6 +198,34 @@ static const struct command commands[] = {
 	  "locks.\n"
 	  "Exit status: 64 usage, 74 I/O error, 75 locked, 65 bad data, 78 "
 	  "configuration.\n" },
+	{ "reconstruct", { NULL }, cmd_reconstruct,
+	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
+	  "rebuild cyrus.index and cyrus.cache from the message files",
+	  "usage: reconstruct [-C <alt_config>] [-p partition] [-ksrfxqGRUMIoOn]"
+	  " [-V version] mailbox...\n"
+	  "       reconstruct [-C <alt_config>] -P cyrus.header path...\n"
+	  "\n"
+	  "  -p part  create missing mailboxes on partition part first\n"
+	  "  -x       with -p/-f: do not import metadata, create anew\n"
+	  "  -r       recurse into submailboxes\n"
+	  "  -f       look for lost submailboxes on disk\n"
+	  "  -s       do not stat message files\n"
+	  "  -q       quiet: no mailbox name lines\n"
+	  "  -n       report only, change nothing (also bad cache records)\n"
+	  "  -G       re-parse every message file\n"
+	  "  -R       give messages with a wrong GUID a new UID\n"
+	  "  -U       remove messages with a wrong GUID\n"
+	  "  -M       prefer mailboxes.db over cyrus.header/cyrus.index\n"
+	  "  -I       give a clashing mailbox a new uniqueid\n"
+	  "  -o       ignore odd files; -O remove them\n"
+	  "  -V v     write cyrus.index in minor version v (or max)\n"
+	  "  -u       arguments are user ids\n"
+	  "  -P       arguments are paths of cyrus.header files\n"
+	  "  -m       (rebuilding mailboxes.db is not supported)\n"
+	  "Every cache record is checked against its CRC and rebuilt if "
+	  "wrong.\n"
+	  "Exit status: 0 (also when mailboxes were repaired), 64 usage, "
+	  "75 mailboxes.db\nunreadable, 78 configuration.\n" },
 };
 
 /* The real program's name: its imapd.conf service keys ("cyr_dbtool_x:")
