@@ -334,7 +334,8 @@ test_expect_success 'bad input: exit codes' '
 	test_expect_code 64 cyrus reconstruct -C $CONF -m &&
 	test_expect_code 64 cyrus reconstruct -C $CONF -p default &&
 	test_expect_code 64 cyrus reconstruct -C $CONF -p default "user.*" &&
-	test_expect_code 64 cyrreconstruct -C $CONF -u -P x &&
+	ln -sf "$CYRUS" ./cyrreconstruct &&
+	test_expect_code 64 ./cyrreconstruct -C $CONF -u -P x &&
 	cyrus reconstruct -C $CONF user.nosuch >out 2>err &&
 	! test -s out
 '
