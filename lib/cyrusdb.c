@@ -387,6 +387,15 @@ static int count_one(void *rock, const char *key UNUSED, size_t keylen UNUSED,
 	return 0;
 }
 
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	if (!strcmp(a, b))
+		return true;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 int cyrusdb_convert(const char *fromfile, const char *frombackend,
 		    const char *tofile, const char *tobackend,
 		    unsigned long *nrecords_r, struct error *err)
@@ -429,8 +438,14 @@ int cyrusdb_convert(const char *fromfile, const char *frombackend,
 		unlink(tmp);
 		atomicfile_cleanup_register(tmp);
 	}
-	r = cyrusdb_open(tobackend, tmp, CYRUSDB_CREATE | CYRUSDB_NOCOMPACT,
-			 &to, err);
+	/*
+	 * A skiplist whose records all sit in one logged transaction makes
+	 * Cyrus's recovery (run on every open without a skipstamp) quadratic:
+	 * the commit is written as a checkpoint (the ordered part), as Cyrus's
+	 * own conversion ends up doing through its automatic checkpoint.
+	 */
+	r = cyrusdb_open(tobackend, tmp, CYRUSDB_CREATE | CYRUSDB_NOCOMPACT |
+			 CYRUSDB_COMMIT_CHECKPOINT, &to, err);
 	if (r)
 		goto out;
 	cr.to = to;
@@ -452,19 +467,17 @@ int cyrusdb_convert(const char *fromfile, const char *frombackend,
 		}
 	}
 	/*
-	 * A skiplist whose records all sit in one logged transaction makes
-	 * Cyrus's recovery (run on every open without a skipstamp) quadratic:
-	 * checkpoint it into the ordered part, as Cyrus's own conversion ends
-	 * up doing through its automatic checkpoint.
+	 * The copy is complete: let the source go (and its pages), unless
+	 * it is the file about to be replaced, whose lock keeps writers out
+	 * until the rename.
 	 */
-	if (!strcmp(cyrusdb_name(to), "skiplist") && cr.n) {
-		r = cyrusdb_repack(to);
-		if (r) {
-			error_set(err, kind_of(r), "cannot checkpoint '%s': %s",
-				  tmp, cyrusdb_errmsg(to));
-			goto out;
-		}
+	if (!same_file(fromfile, tofile)) {
+		if (fromtid)
+			cyrusdb_abort(from, fromtid);
+		fromtid = NULL;
+		cyrusdb_close(&from);
 	}
+
 	/* Verify before the target is touched: same count, sound structure. */
 	unsigned long check = 0;
 	r = cyrusdb_foreach(to, "", 0, NULL, count_one, &check, NULL);

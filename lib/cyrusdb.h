@@ -46,6 +46,10 @@ enum cyrusdb_openflags {
 	CYRUSDB_NOCOMPACT = 0x08,
 	CYRUSDB_SHARED = 0x10,
 	CYRUSDB_NOCRC = 0x20,
+	/* Every commit leaves the file checkpointed (skiplist writes the
+	 * commit as a checkpoint; the other backends ignore it). For
+	 * conversions: one write of the data instead of log + checkpoint. */
+	CYRUSDB_COMMIT_CHECKPOINT = 0x40,
 };
 
 /*

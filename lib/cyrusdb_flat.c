@@ -84,27 +84,32 @@ struct flatdb {
 
 /* ---- escaping ---- */
 
+static inline bool needs_escape(unsigned char c)
+{
+	return c == '\0' || c == '\t' || c == '\n' || c == '\r' ||
+	       c == ESCAPE;
+}
+
+/* Copies runs of plain bytes whole: most keys and values have none to
+ * escape. */
 static void encode(const char *s, size_t len, struct buf *out)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	buf_reset(out);
 	buf_grow(out, len + 16);
-	for (size_t i = 0; i < len; i++) {
-		switch (p[i]) {
-		case '\0':
-		case '\t':
-		case '\n':
-		case '\r':
-			buf_addch(out, ESCAPE);
-			buf_addch(out, 0x80 | p[i]);
+	size_t i = 0;
+	while (i < len) {
+		size_t run = i;
+		while (run < len && !needs_escape(p[run]))
+			run++;
+		buf_add(out, s + i, run - i);
+		if (run == len)
 			break;
-		case ESCAPE:
-			buf_addch(out, ESCAPE);
-			buf_addch(out, ESCAPE);
-			break;
-		default:
-			buf_addch(out, p[i]);
-		}
+		char esc[2] = { (char)ESCAPE, (char)(p[run] == ESCAPE
+						     ? ESCAPE
+						     : 0x80 | p[run]) };
+		buf_add(out, esc, 2);
+		i = run + 1;
 	}
 }
 
@@ -114,14 +119,17 @@ static void decode(const char *s, size_t len, struct buf *out)
 	const unsigned char *p = (const unsigned char *)s;
 	buf_reset(out);
 	buf_grow(out, len);
-	for (size_t i = 0; i < len; i++) {
-		if (p[i] != ESCAPE) {
-			buf_addch(out, p[i]);
-			continue;
-		}
-		if (++i >= len)
+	size_t i = 0;
+	while (i < len) {
+		const unsigned char *e = memchr(p + i, ESCAPE, len - i);
+		size_t run = e ? (size_t)(e - p) : len;
+		buf_add(out, s + i, run - i);
+		if (run + 1 >= len)
 			break;
-		buf_addch(out, p[i] == ESCAPE ? ESCAPE : (p[i] & 0x7f));
+		char c = (char)(p[run + 1] == ESCAPE ? ESCAPE
+						     : (p[run + 1] & 0x7f));
+		buf_add(out, &c, 1);
+		i = run + 2;
 	}
 }
 

@@ -89,6 +89,23 @@ struct sl {
 
 	struct cyrusdb_txn *txn;
 	uint64_t gen;	/* bumped by every change, so foreach can re-find */
+	/*
+	 * Sequential stores: after a store past the last key, seq_upd is what
+	 * find() returns for any key after it (seq_key/seq_klen, the view
+	 * offset of that key); valid while gen == seq_gen.
+	 */
+	uint64_t seq_gen;
+	uint32_t seq_upd[SL_MAXLEVEL];
+	uint32_t seq_key, seq_klen;
+	/* Every record in the tail was stored past the last key (so the tail
+	 * is in key order and has nothing dead in it). */
+	bool tail_sorted;
+	uintptr_t tail_dropped_to; /* checkpoint() gave tail pages back */
+	/* A streaming commit (see stream_may_start), its last key, and
+	 * whether this transaction stopped streaming. */
+	struct cpwriter *stream;
+	struct buf stream_last;
+	bool stream_off;
 	uint64_t rnd;
 	struct buf fetched;
 };
@@ -604,15 +621,30 @@ static int write_dirty(struct sl *db, uint32_t limit)
 	return 0;
 }
 
+/* Whether any private page below vbase was patched. */
+static bool any_dirty(const struct sl *db)
+{
+	/* the bitmap's size, as map_file allocates it */
+	size_t nbytes = db->dirty ? db->size / SL_PAGE / 8 + 1 : 0;
+	for (size_t i = 0; i < nbytes; i++)
+		if (db->dirty[i])
+			return true;
+	return false;
+}
+
 /* ---- checkpoint ---- */
 
 struct cpwriter {
 	int fd;
+	char *name;		/* <file>.NEW */
 	struct buf b;
 	uint64_t bstart;	/* file offset of b.s[0] */
 	uint64_t *late;		/* (offset << 32 | value) patches */
 	size_t nlate, alate;
 	bool failed;
+	uint32_t pend[SL_MAXLEVEL]; /* pointer word to fill, per level */
+	uint32_t count;
+	uint32_t maxlevel;	/* highest record level written */
 };
 
 static void cpw_flush(struct cpwriter *w)
@@ -644,134 +676,157 @@ static void cpw_put32(struct cpwriter *w, uint64_t off, uint32_t v)
 }
 
 /*
- * Writes every live record of the current view, in key order, as INORDER
- * records to <file>.NEW (levels kept, pointers recomputed), then renames it
- * over the file. Needs the write lock; leaves the new file write-locked and
- * mapped.
+ * A tail in key order is read front to back by the checkpoint: the part
+ * before the record at view offset off is copied and can go, so that the
+ * peak memory is the new file's buffer, not a second copy of the data.
+ * Afterwards only a failure can still read the tail, and that ends the
+ * transaction (tail_dropped).
  */
-static int checkpoint(struct sl *db)
+static void drop_tail_before(struct sl *db, uint32_t off)
 {
-	char *newname = xasprintf("%s.NEW", db->path);
-	struct cpwriter w = { .fd = -1, .b = BUF_INIT };
-	uint32_t pend[SL_MAXLEVEL];
-	char word[4];
-	struct stat st;
-	struct node n, prev = { 0 };
-	uint64_t steps = 0, maxsteps = (uint64_t)view_end(db) / 4 + 16;
-	uint32_t count = 0;
-	int r = 0;
+	if (!db->tail_sorted || off < db->vbase)
+		return;
+	/* whole aligned chunks inside the tail's allocation */
+	uintptr_t mask = ~(uintptr_t)(SL_CPBUF - 1);
+	uintptr_t base = (uintptr_t)db->tail.s;
+	uintptr_t from = db->tail_dropped_to ? db->tail_dropped_to
+					     : (base + SL_CPBUF - 1) & mask;
+	uintptr_t to = (base + (off - db->vbase)) & mask;
+	if (to > from && madvise((void *)from, to - from, MADV_DONTNEED) == 0)
+		db->tail_dropped_to = to;
+}
 
-	w.fd = open(newname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (w.fd < 0) {
-		r = syserr(db, "cannot create", newname);
-		goto out;
+static void cpw_discard(struct cpwriter *w)
+{
+	if (w->fd >= 0) {
+		close(w->fd);
+		unlink(w->name);
+	}
+	w->fd = -1;
+	buf_release(&w->b);
+	free(w->late);
+	w->late = NULL;
+	free(w->name);
+	w->name = NULL;
+}
+
+/* Creates <file>.NEW with room for the header and an empty DUMMY. */
+static int cpw_open(struct sl *db, struct cpwriter *w)
+{
+	struct stat st;
+	char word[4];
+
+	memset(w, 0, sizeof(*w));
+	w->b = (struct buf)BUF_INIT;
+	w->name = xasprintf("%s.NEW", db->path);
+	w->fd = open(w->name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (w->fd < 0) {
+		int r = syserr(db, "cannot create", w->name);
+		cpw_discard(w);
+		return r;
 	}
 	/* Keep the database's mode and (when we may) its owner. */
 	if (fstat(db->fd, &st) == 0) {
-		if (fchmod(w.fd, st.st_mode & 07777) < 0) {
+		if (fchmod(w->fd, st.st_mode & 07777) < 0) {
 			/* Not fatal: the file stays 0644 minus umask. */
 		}
-		if (geteuid() == 0 && fchown(w.fd, st.st_uid, st.st_gid) < 0) {
+		if (geteuid() == 0 && fchown(w->fd, st.st_uid, st.st_gid) < 0) {
 			/* Not fatal either. */
 		}
 	}
-
 	/* Header last, once listsize and logstart are known. */
 	char zero[SL_HEADER_SIZE] = { 0 };
-	cpw_add(&w, zero, SL_HEADER_SIZE);
+	cpw_add(w, zero, SL_HEADER_SIZE);
 	put32(word, SL_DUMMY);
-	cpw_add(&w, word, 4);
+	cpw_add(w, word, 4);
 	put32(word, 0);
 	for (uint32_t i = 0; i < db->maxlevel + 2; i++)
-		cpw_add(&w, word, 4);
+		cpw_add(w, word, 4);
 	put32(word, SL_END);
-	cpw_add(&w, word, 4);
+	cpw_add(w, word, 4);
 	for (uint32_t i = 0; i < db->maxlevel; i++)
-		pend[i] = SL_DUMMY_PTRS + 4 * i;
+		w->pend[i] = SL_DUMMY_PTRS + 4 * i;
+	return 0;
+}
 
-	struct node d;
-	if (!node_get(db, SL_DUMMY_OFFSET, &d)) {
-		r = corrupt(db, SL_DUMMY_OFFSET, "bad DUMMY");
-		goto out;
+/* Appends an INORDER record after the last one (its key sorts after it). */
+static int cpw_record(struct sl *db, struct cpwriter *w, const char *key,
+		      uint32_t klen, const char *data, uint32_t dlen,
+		      uint32_t level)
+{
+	uint64_t newoff = w->bstart + w->b.len;
+	uint32_t kr = (uint32_t)ru4(klen), dr = (uint32_t)ru4(dlen);
+	uint32_t fp = 12 + kr + dr, size = fp + 4 * level + 4;
+	if (newoff + size > UINT32_MAX)
+		return cyrusdb_seterr(&db->base, CYRUSDB_FULL,
+				      "skiplist '%s': the file would exceed "
+				      "4 GiB", db->path);
+	/* One piece: type, klen, key, dlen, data (padded), pointers, end. */
+	buf_grow(&w->b, size);
+	char *p = w->b.s + w->b.len;
+	memset(p, 0, size);
+	put32(p, SL_INORDER);
+	put32(p + 4, klen);
+	memcpy(p + 8, key, klen);
+	put32(p + 8 + kr, dlen);
+	if (dlen)
+		memcpy(p + 12 + kr, data, dlen);
+	put32(p + size - 4, SL_END);
+	buf_setlen(&w->b, w->b.len + size);
+	for (uint32_t i = 0; i < level; i++) {
+		cpw_put32(w, w->pend[i], (uint32_t)newoff);
+		w->pend[i] = (uint32_t)newoff + fp + 4 * i;
 	}
-	uint32_t off = get32(d.ptrs), from = SL_DUMMY_OFFSET;
-	while (off) {
-		if ((r = node_follow(db, from, off, &n)))
-			goto out;
-		uint32_t level = node_level(db, &n);
-		if (!level) {
-			r = corrupt(db, off, "record without end mark");
-			goto out;
-		}
-		if (prev.off && sl_cmp(db, prev.key, prev.klen, n.key,
-				       n.klen) >= 0) {
-			r = cyrusdb_seterr(&db->base, CYRUSDB_INTERNAL,
-					   "skiplist '%s': not consistent "
-					   "before checkpoint: key at 0x%04X "
-					   "out of order", db->path, off);
-			goto out;
-		}
-		if (++steps > maxsteps) {
-			r = corrupt(db, off, "pointer cycle");
-			goto out;
-		}
-		uint64_t newoff = w.bstart + w.b.len;
-		uint32_t fp = n.ptroff - n.off;
-		if (newoff + fp + 4 * level + 4 > UINT32_MAX) {
-			r = cyrusdb_seterr(&db->base, CYRUSDB_FULL,
-					   "skiplist '%s': checkpoint would "
-					   "exceed 4 GiB", db->path);
-			goto out;
-		}
-		put32(word, SL_INORDER);
-		cpw_add(&w, word, 4);
-		/* Key, data and their padding as they are. */
-		cpw_add(&w, n.key - 4, fp - 4);
-		size_t at_ptrs = w.b.len;
-		buf_grow(&w.b, 4 * level + 4);
-		memset(w.b.s + at_ptrs, 0, 4 * level);
-		put32(w.b.s + at_ptrs + 4 * level, SL_END);
-		buf_setlen(&w.b, at_ptrs + 4 * level + 4);
-		for (uint32_t i = 0; i < level; i++) {
-			cpw_put32(&w, pend[i], (uint32_t)newoff);
-			pend[i] = (uint32_t)newoff + fp + 4 * i;
-		}
-		if (w.b.len >= SL_CPBUF)
-			cpw_flush(&w);
-		count++;
-		prev = n;
-		from = off;
-		off = get32(n.ptrs);
-	}
-	/* The last record of each level keeps the zero written above. */
-	uint32_t logstart = (uint32_t)(w.bstart + w.b.len);
-	cpw_flush(&w);
-	for (size_t i = 0; i < w.nlate && !w.failed; i++) {
-		put32(word, (uint32_t)w.late[i]);
-		if (pwrite_all(w.fd, word, 4, w.late[i] >> 32) < 0)
-			w.failed = true;
+	if (w->b.len >= SL_CPBUF)
+		cpw_flush(w);
+	if (w->failed)
+		return syserr(db, "cannot write", w->name);
+	if (level > w->maxlevel)
+		w->maxlevel = level;
+	w->count++;
+	return 0;
+}
+
+/*
+ * Completes the file (the last record of each level keeps its zero),
+ * syncs it, renames it over the database and makes db use it: the
+ * checkpoint's commit point. Leaves the new file write-locked and mapped;
+ * w is discarded either way.
+ */
+static int cpw_close(struct sl *db, struct cpwriter *w)
+{
+	char word[4];
+	int r = 0;
+	uint32_t logstart = (uint32_t)(w->bstart + w->b.len);
+	cpw_flush(w);
+	for (size_t i = 0; i < w->nlate && !w->failed; i++) {
+		put32(word, (uint32_t)w->late[i]);
+		if (pwrite_all(w->fd, word, 4, w->late[i] >> 32) < 0)
+			w->failed = true;
 	}
 	struct sl hdr = *db;
-	hdr.listsize = count;
+	hdr.listsize = w->count;
 	hdr.logstart = logstart;
+	if (w->maxlevel > hdr.curlevel)
+		hdr.curlevel = w->maxlevel;
 	hdr.last_recovery = (uint32_t)time(NULL);
 	char h[SL_HEADER_SIZE];
 	header_encode(&hdr, h);
-	if (w.failed || pwrite_all(w.fd, h, SL_HEADER_SIZE, 0) < 0) {
-		r = syserr(db, "cannot write", newname);
+	if (w->failed || pwrite_all(w->fd, h, SL_HEADER_SIZE, 0) < 0) {
+		r = syserr(db, "cannot write", w->name);
 		goto out;
 	}
-	if (!nosync() && fdatasync(w.fd) < 0) {
-		r = syserr(db, "cannot fdatasync", newname);
+	if (!nosync() && fdatasync(w->fd) < 0) {
+		r = syserr(db, "cannot fdatasync", w->name);
 		goto out;
 	}
 	/* Whoever opens the new name waits until we are done with it. */
-	if (lock_fd(w.fd, LOCK_EXCLUSIVE, true) < 0) {
-		r = syserr(db, "cannot lock", newname);
+	if (lock_fd(w->fd, LOCK_EXCLUSIVE, true) < 0) {
+		r = syserr(db, "cannot lock", w->name);
 		goto out;
 	}
-	if (rename(newname, db->path) < 0) {
-		r = syserr(db, "cannot rename", newname);
+	if (rename(w->name, db->path) < 0) {
+		r = syserr(db, "cannot rename", w->name);
 		goto out;
 	}
 	if (!nosync())
@@ -784,19 +839,162 @@ static int checkpoint(struct sl *db)
 		/* Only disk space is lost; the file is already replaced. */
 	}
 	close(db->fd);
-	db->fd = w.fd;
-	w.fd = -1;
+	db->fd = w->fd;
+	w->fd = -1;
 	db->gen++;
 	r = remap(db, false);
 out:
-	if (w.fd >= 0) {
-		close(w.fd);
-		unlink(newname);
-	}
-	buf_release(&w.b);
-	free(w.late);
-	free(newname);
+	cpw_discard(w);
 	return r;
+}
+
+/*
+ * Writes every live record of the current view, in key order, as INORDER
+ * records to <file>.NEW (levels kept, pointers recomputed), then renames it
+ * over the file. Needs the write lock; leaves the new file write-locked and
+ * mapped.
+ */
+static int checkpoint(struct sl *db)
+{
+	struct cpwriter w;
+	struct node n, prev = { 0 };
+	uint64_t steps = 0, maxsteps = (uint64_t)view_end(db) / 4 + 16;
+	uint64_t flushed = 0;
+	int r = cpw_open(db, &w);
+	if (r)
+		return r;
+
+	struct node d;
+	if (!node_get(db, SL_DUMMY_OFFSET, &d)) {
+		r = corrupt(db, SL_DUMMY_OFFSET, "bad DUMMY");
+		goto fail;
+	}
+	uint32_t off = get32(d.ptrs), from = SL_DUMMY_OFFSET;
+	while (off) {
+		if ((r = node_follow(db, from, off, &n)))
+			goto fail;
+		uint32_t level = node_level(db, &n);
+		if (!level) {
+			r = corrupt(db, off, "record without end mark");
+			goto fail;
+		}
+		if (prev.off && sl_cmp(db, prev.key, prev.klen, n.key,
+				       n.klen) >= 0) {
+			r = cyrusdb_seterr(&db->base, CYRUSDB_INTERNAL,
+					   "skiplist '%s': not consistent "
+					   "before checkpoint: key at 0x%04X "
+					   "out of order", db->path, off);
+			goto fail;
+		}
+		if (++steps > maxsteps) {
+			r = corrupt(db, off, "pointer cycle");
+			goto fail;
+		}
+		r = cpw_record(db, &w, n.key, n.klen, n.data, n.dlen, level);
+		if (r)
+			goto fail;
+		if (w.bstart != flushed) {
+			/* what came before this record is on its way */
+			flushed = w.bstart;
+			drop_tail_before(db, off);
+		}
+		prev = n;
+		from = off;
+		off = get32(n.ptrs);
+	}
+	return cpw_close(db, &w);
+fail:
+	cpw_discard(&w);
+	return r;
+}
+
+/* ---- streaming commits ---- */
+
+/*
+ * A write transaction that starts on an empty file and stores keys in
+ * increasing order writes them straight into the checkpoint file (the
+ * writer's pend[] links each record to the one before it at every level),
+ * when its commit is to be a checkpoint anyway (CYRUSDB_COMMIT_CHECKPOINT,
+ * or big enough for the automatic one). Nothing touches the database
+ * itself until the rename, so a crash or an abort leaves it as it was.
+ * Anything else the transaction does first puts the records written so far
+ * into the ordinary view (stream_end), and it goes on from there.
+ */
+static bool stream_may_start(const struct sl *db)
+{
+	return !db->stream_off && !db->tail.len &&
+	       db->size == db->dummy_end && db->logstart == db->dummy_end &&
+	       ((db->flags & CYRUSDB_COMMIT_CHECKPOINT) ||
+		!(db->flags & CYRUSDB_NOCOMPACT));
+}
+
+static bool stream_follows(const struct sl *db, const char *key,
+			   size_t keylen)
+{
+	return sl_cmp(db, key, keylen, db->stream_last.s,
+		      db->stream_last.len) > 0;
+}
+
+static int stream_add(struct sl *db, const char *key, size_t keylen,
+		      const char *data, size_t datalen)
+{
+	int r = cpw_record(db, db->stream, key, (uint32_t)keylen, data,
+			   (uint32_t)datalen, random_level(db));
+	if (r)
+		return r;
+	buf_set(&db->stream_last, key, keylen);
+	db->gen++;
+	return 0;
+}
+
+static int do_store(struct sl *db, const char *key, size_t keylen,
+		    const char *data, size_t datalen, bool overwrite);
+
+/* Moves the streamed records into the view; no more streaming in this
+ * transaction. */
+static int stream_end(struct sl *db)
+{
+	struct cpwriter *w = db->stream;
+	int r = 0;
+	if (!w)
+		return 0;
+	db->stream = NULL;
+	db->stream_off = true;
+	cpw_flush(w);
+	size_t len = (size_t)w->bstart;
+	const char *m = MAP_FAILED;
+	if (w->failed)
+		r = syserr(db, "cannot write", w->name);
+	else
+		m = mmap(NULL, len, PROT_READ, MAP_SHARED, w->fd, 0);
+	if (!r && m == MAP_FAILED)
+		r = syserr(db, "cannot mmap", w->name);
+	for (size_t off = db->dummy_end; !r && off + 16 <= len;) {
+		uint32_t klen = get32(m + off + 4);
+		size_t kr = ru4(klen);
+		uint32_t dlen = get32(m + off + 8 + kr);
+		size_t fp = 12 + kr + ru4(dlen);
+		r = do_store(db, m + off + 8, klen, m + off + 12 + kr, dlen,
+			     true);
+		off += fp;
+		while (off + 4 <= len && get32(m + off) != SL_END)
+			off += 4;
+		off += 4;
+	}
+	if (m != MAP_FAILED)
+		munmap((void *)m, len);
+	cpw_discard(w);
+	free(w);
+	return r;
+}
+
+static void stream_discard(struct sl *db)
+{
+	if (db->stream) {
+		cpw_discard(db->stream);
+		free(db->stream);
+		db->stream = NULL;
+	}
 }
 
 /* ---- recovery ---- */
@@ -956,6 +1154,14 @@ static int recovery(struct sl *db)
 	db->logstart = off;
 	for (uint32_t i = 0; i < db->maxlevel; i++)
 		set_word(db, pend[i], 0);
+	/*
+	 * Only INORDER records and every pointer already right: the file is
+	 * what a checkpoint would write (the same bytes but for the header's
+	 * recovery time), so "always checkpoint" has nothing to gain from
+	 * copying it; the header is updated in place.
+	 */
+	if (off == size && !any_dirty(db))
+		need_cp = false;
 
 	while (off < size) {
 		if (off + 4 > size)
@@ -1039,6 +1245,7 @@ static uint32_t global_recovery_stamp(void)
 
 static void txn_end(struct sl *db)
 {
+	stream_discard(db);
 	free(db->txn);
 	db->txn = NULL;
 	db->header_dirty = false;
@@ -1087,6 +1294,9 @@ static int txn_get(struct sl *db, struct cyrusdb_txn **tid, bool write)
 	db->txn = xzmalloc(sizeof(*db->txn));
 	db->txn->db = db;
 	db->txn->shared = shared;
+	db->tail_sorted = true;
+	db->tail_dropped_to = 0;
+	db->stream_off = false;
 	*tid = db->txn;
 	return 0;
 }
@@ -1126,6 +1336,43 @@ static int sl_commit(struct cyrusdb *base, struct cyrusdb_txn *tid)
 		txn_end(db);
 		return 0;
 	}
+	/*
+	 * When a checkpoint follows anyway, the commit is written as that
+	 * checkpoint: the new file is complete and synced before it is
+	 * renamed over the old one, which the transaction never touched, so
+	 * a crash leaves the old state or the new one, as a log commit does.
+	 * A failure leaves the old file: the transaction is lost, as when a
+	 * log commit fails.
+	 */
+	/* A stream's records would take as much room in the log. */
+	uint64_t logend = db->stream ? db->stream->bstart + db->stream->b.len
+				     : view_end(db);
+	bool compact = !(db->flags & CYRUSDB_NOCOMPACT) &&
+		       logend > 2 * (uint64_t)db->logstart + SL_MINREWRITE;
+	if (db->stream && (compact || (db->flags & CYRUSDB_COMMIT_CHECKPOINT))) {
+		struct cpwriter *w = db->stream;
+		db->stream = NULL;
+		int r = cpw_close(db, w);
+		free(w);
+		txn_end(db);
+		return r;
+	}
+	int r0 = stream_end(db);
+	if (r0) {
+		txn_end(db);
+		return r0;
+	}
+	if (db->tail.len &&
+	    (compact || (db->flags & CYRUSDB_COMMIT_CHECKPOINT))) {
+		int r = checkpoint(db);
+		/* Before the rename nothing changed: a log commit may still do
+		 * (a directory we cannot create .NEW in), if the tail is all
+		 * there. */
+		if (!r || !db->tail.len || db->tail_dropped_to) {
+			txn_end(db);
+			return r;
+		}
+	}
 	int r = commit_write(db);
 	if (r) {
 		/*
@@ -1136,14 +1383,6 @@ static int sl_commit(struct cyrusdb *base, struct cyrusdb_txn *tid)
 		 */
 		txn_end(db);
 		return r;
-	}
-	uint32_t logend = view_end(db);
-	if (!(db->flags & CYRUSDB_NOCOMPACT) &&
-	    logend > 2 * (uint64_t)db->logstart + SL_MINREWRITE) {
-		/* The commit is durable; a failed checkpoint is only lost
-		 * space, so it does not fail the commit. */
-		if (!remap(db, false))
-			checkpoint(db);
 	}
 	txn_end(db);
 	return 0;
@@ -1170,6 +1409,16 @@ static void fail_txn(struct sl *db, struct cyrusdb_txn **tid)
 
 /* ---- operations ---- */
 
+/* Whether key sorts after the key of the last sequential store. */
+static bool seq_follows(const struct sl *db, const char *key, size_t keylen)
+{
+	uint32_t avail;
+	if (db->seq_gen != db->gen || !db->seq_key)
+		return false;
+	const char *last = at(db, db->seq_key, &avail);
+	return last && sl_cmp(db, key, keylen, last, db->seq_klen) > 0;
+}
+
 static int do_store(struct sl *db, const char *key, size_t keylen,
 		    const char *data, size_t datalen, bool overwrite)
 {
@@ -1177,11 +1426,30 @@ static int do_store(struct sl *db, const char *key, size_t keylen,
 	struct node old;
 	int r;
 
+	if (db->stream) {
+		if (stream_follows(db, key, keylen))
+			return stream_add(db, key, keylen, data, datalen);
+		if ((r = stream_end(db)))
+			return r;
+	} else if (stream_may_start(db)) {
+		db->stream = xmalloc(sizeof(*db->stream));
+		if (!cpw_open(db, db->stream))
+			return stream_add(db, key, keylen, data, datalen);
+		/* No .NEW: the ordinary way (and commit) will do. */
+		free(db->stream);
+		db->stream = NULL;
+		db->stream_off = true;
+	}
 	if ((r = room_for(db, 24 + ru4(keylen) + ru4(datalen) +
 			  4 * SL_MAXLEVEL)))
 		return r;
-	if ((r = find(db, key, keylen, upd, &old)))
+	if (seq_follows(db, key, keylen)) {
+		/* After the last key: where find() would end up. */
+		memcpy(upd, db->seq_upd, sizeof(upd));
+		old.off = 0;
+	} else if ((r = find(db, key, keylen, upd, &old))) {
 		return r;
+	}
 	uint32_t newoff = view_end(db);
 	if (node_is(db, &old, key, keylen)) {
 		if (!overwrite)
@@ -1210,6 +1478,19 @@ static int do_store(struct sl *db, const char *key, size_t keylen,
 	for (uint32_t i = 0; i < level; i++)
 		set_word(db, upd[i] + 4 * i, newoff);
 	db->gen++;
+	if (old.off || ptrs[0]) {
+		db->tail_sorted = false;
+		return 0;
+	}
+	/* Nothing after it: the next key past it goes after it too. */
+	uint32_t ptroff = newoff + 12 + (uint32_t)ru4(keylen) +
+			  (uint32_t)ru4(datalen);
+	for (uint32_t i = 0; i < level; i++)
+		upd[i] = ptroff;
+	memcpy(db->seq_upd, upd, sizeof(upd));
+	db->seq_key = newoff + 8;
+	db->seq_klen = (uint32_t)keylen;
+	db->seq_gen = db->gen;
 	return 0;
 }
 
@@ -1269,6 +1550,8 @@ static int do_delete(struct sl *db, const char *key, size_t keylen)
 	struct node old;
 	int r;
 
+	if ((r = stream_end(db)))
+		return r;
 	if ((r = find(db, key, keylen, upd, &old)))
 		return r;
 	if (!node_is(db, &old, key, keylen))
@@ -1280,6 +1563,7 @@ static int do_delete(struct sl *db, const char *key, size_t keylen)
 	for (uint32_t i = 0; i < level; i++)
 		ptrs[i] = get32(old.ptrs + 4 * i);
 	uint32_t off = old.off;
+	db->tail_sorted = false;
 	append_delete(db, off);
 	for (uint32_t i = 0; i < level; i++) {
 		if (word_at(db, upd[i] + 4 * i) != off)
@@ -1320,8 +1604,10 @@ static int read_begin(struct sl *db, struct cyrusdb_txn ***tidp, bool *own)
 	*own = false;
 	if (!*tidp && db->txn)
 		*tidp = &db->txn;
-	if (*tidp)
-		return txn_get(db, *tidp, false);
+	if (*tidp) {
+		int r = txn_get(db, *tidp, false);
+		return r ? r : stream_end(db);
+	}
 	if (db->lock != SL_UNLOCKED)
 		return 0;
 	int r = lock_db(db, false);
@@ -1686,6 +1972,7 @@ static void dispose(struct sl *db)
 		close(db->fd);
 	buf_release(&db->tail);
 	buf_release(&db->fetched);
+	buf_release(&db->stream_last);
 	free(db->path);
 	free(db);
 }
@@ -1768,6 +2055,7 @@ static int sl_open(const char *fname, int flags, struct cyrusdb **db_r,
 
 	buf_init(&db->tail);
 	buf_init(&db->fetched);
+	buf_init(&db->stream_last);
 	db->fd = -1;
 	db->path = xstrdup(fname);
 	db->flags = flags;

@@ -206,8 +206,9 @@ static int find_loc(struct twoskip *ts, const char *key, size_t keylen)
 {
 	struct ts_loc *loc = &ts->loc;
 	struct ts_record next;
-	int r;
-
+	int r = twoskip_seq_finish(ts);
+	if (r)
+		return r;
 	if (key != loc->key.s)
 		buf_set(&loc->key, key, keylen);
 	else
@@ -275,7 +276,7 @@ static int advance_loc(struct twoskip *ts)
 
 /* Sets DIRTY (synced) before the first byte of a transaction is written. */
 static int append_txn(struct twoskip *ts, struct ts_record *rec,
-		      const char *key, const char *val)
+		      const char *key, const char *val, unsigned flags)
 {
 	if (!(ts->header.flags & TS_DIRTY)) {
 		ts->header.flags |= TS_DIRTY;
@@ -283,7 +284,10 @@ static int append_txn(struct twoskip *ts, struct ts_record *rec,
 		if (r)
 			return r;
 	}
-	return twoskip_append(ts, rec, key, val);
+	if (flags & TS_APPEND_STAGED)
+		return twoskip_append_staged(ts, rec, key, val, flags);
+	ts->txn_compact = false;
+	return twoskip_append_ex(ts, rec, key, val, flags);
 }
 
 /*
@@ -343,7 +347,7 @@ static int store_here(struct twoskip *ts, const char *val, size_t vallen)
 	if (rec.level > level)
 		level = rec.level;
 
-	int r = append_txn(ts, &rec, loc->key.s, val);
+	int r = append_txn(ts, &rec, loc->key.s, val, 0);
 	if (r)
 		return r;
 	for (unsigned i = 0; i < rec.level; i++)
@@ -371,7 +375,7 @@ static int delete_here(struct twoskip *ts)
 	memset(&rec, 0, sizeof(rec));
 	rec.type = TS_DELETE;
 	rec.next[0] = next.offset;
-	r = append_txn(ts, &rec, NULL, NULL);
+	r = append_txn(ts, &rec, NULL, NULL, 0);
 	if (r)
 		return r;
 	loc->fwd[0] = rec.offset;
@@ -384,10 +388,105 @@ static int delete_here(struct twoskip *ts)
 	return 0;
 }
 
-/* store (val != NULL) or delete (val == NULL), with Cyrus's force rules. */
-int twoskip_write(struct twoskip *ts, const char *key, size_t keylen,
-		  const char *val, size_t vallen, bool force)
+/* ---- sequential appends ---- */
+
+/*
+ * Sets level `level` of the record at offset p, which precedes the new
+ * record x at that level and at levels up to top - 1 as well (one head
+ * rewrite for all of them).
+ */
+static int seq_link(struct twoskip *ts, uint64_t p, unsigned level,
+		    unsigned top, uint64_t x)
 {
+	if (p >= ts->seq.start) {
+		/* Ours, fresh: slot 1 is level 0 (setloc's choice with both
+		 * slots empty), slot l + 1 level l. */
+		for (unsigned l = level; l < top; l++)
+			twoskip_put_next(ts, p, l + 1, x);
+		/* Its highest level done: nothing will change it now. */
+		if ((unsigned char)twoskip_wptr(ts, p)[1] == top)
+			twoskip_seal_head(ts, p);
+		return 0;
+	}
+	struct ts_record rec;
+	int r = twoskip_read_record(ts, p, &rec);
+	if (r)
+		return r;
+	if (rec.level < top)
+		return twoskip_seterr(ts, CYRUSDB_IOERROR,
+				      "twoskip broken linkage at offset "
+				      "%08llX in '%s'", (unsigned long long)p,
+				      ts->fname);
+	for (unsigned l = level; l < top; l++)
+		twoskip_setloc(ts, &rec, l, x);
+	return twoskip_rewrite_head(ts, &rec);
+}
+
+/*
+ * Appends key after the last record: the record is written once, its
+ * predecessors (pend) get their pointers in place. Needs seq mode on and
+ * key sorting after every key in the file.
+ */
+static int seq_append(struct twoskip *ts, const char *key, size_t keylen,
+		      const char *val, size_t vallen, const uint32_t *crc_tail)
+{
+	struct ts_record rec;
+	memset(&rec, 0, sizeof(rec));
+	rec.type = TS_RECORD;
+	rec.level = random_level(ts);
+	rec.keylen = keylen;
+	rec.vallen = vallen;
+	if (crc_tail)
+		rec.crc_tail = *crc_tail;
+	int r = append_txn(ts, &rec, key, val, TS_APPEND_STAGED |
+			   TS_APPEND_NOHEADCRC |
+			   (crc_tail ? TS_APPEND_TAILCRC : 0));
+	if (r)
+		return r;
+	for (unsigned l = 0; l < rec.level;) {
+		uint64_t p = ts->seq.pend[l];
+		unsigned top = l + 1;
+		while (top < rec.level && ts->seq.pend[top] == p)
+			top++;
+		r = seq_link(ts, p, l, top, rec.offset);
+		if (r)
+			return r;
+		for (; l < top; l++)
+			ts->seq.pend[l] = rec.offset;
+	}
+	ts->seq.lastkey = rec.keyoff;
+	ts->seq.lastkeylen = keylen;
+	ts->header.num_records++;
+	return 0;
+}
+
+/* Seals the heads still open and writes what is staged; the file is a
+ * plain skiplist again. */
+int twoskip_seq_finish(struct twoskip *ts)
+{
+	if (!ts->seq.on)
+		return 0;
+	ts->seq.on = false;
+	for (unsigned l = 0; l < TS_MAXLEVEL; l++) {
+		uint64_t p = ts->seq.pend[l];
+		if (p >= ts->seq.start && (l == 0 || p != ts->seq.pend[l - 1]))
+			twoskip_seal_head(ts, p);
+	}
+	/* the next search starts from the DUMMY */
+	ts->loc.end = 0;
+	return twoskip_stage_flush(ts);
+}
+
+/* store (val != NULL) or delete (val == NULL), with Cyrus's force rules;
+ * crc_tail (may be NULL) is the known tail CRC of key and val. */
+static int write_rec(struct twoskip *ts, const char *key, size_t keylen,
+		     const char *val, size_t vallen, bool force,
+		     const uint32_t *crc_tail)
+{
+	if (ts->seq.on && val &&
+	    ts->compar(key, keylen, twoskip_wptr(ts, ts->seq.lastkey),
+		       ts->seq.lastkeylen) > 0)
+		return seq_append(ts, key, keylen, val, vallen, crc_tail);
 	int r = find_loc(ts, key, keylen);
 	if (r)
 		return r;
@@ -403,12 +502,35 @@ int twoskip_write(struct twoskip *ts, const char *key, size_t keylen,
 			return 0;
 		return store_here(ts, val, vallen);
 	}
-	if (val)
-		return store_here(ts, val, vallen);
-	if (!force)
-		return twoskip_seterr(ts, CYRUSDB_NOTFOUND,
-				      "key not found in '%s'", ts->fname);
-	return 0;
+	if (!val) {
+		if (!force)
+			return twoskip_seterr(ts, CYRUSDB_NOTFOUND,
+					      "key not found in '%s'",
+					      ts->fname);
+		return 0;
+	}
+	/* Past the last key (nothing follows at any level): seq mode. */
+	for (unsigned l = 0; l < TS_MAXLEVEL; l++)
+		if (ts->loc.fwd[l])
+			return store_here(ts, val, vallen);
+	ts->seq.on = true;
+	ts->seq.start = ts->end;
+	memcpy(ts->seq.pend, ts->loc.back, sizeof(ts->seq.pend));
+	return seq_append(ts, key, keylen, val, vallen, crc_tail);
+}
+
+int twoskip_write(struct twoskip *ts, const char *key, size_t keylen,
+		  const char *val, size_t vallen, bool force)
+{
+	return write_rec(ts, key, keylen, val, vallen, force, NULL);
+}
+
+/* Stores a copy of a record whose tail CRC (key, value, padding) is known
+ * and verified; an existing key is an error. */
+int twoskip_copy_record(struct twoskip *ts, const char *key, size_t keylen,
+			const char *val, size_t vallen, uint32_t crc_tail)
+{
+	return write_rec(ts, key, keylen, val, vallen, false, &crc_tail);
 }
 
 /* Deletes the last key sorting before key (with keylen 0: the last key of
@@ -416,7 +538,9 @@ int twoskip_write(struct twoskip *ts, const char *key, size_t keylen,
 int twoskip_delete_before(struct twoskip *ts, const char *key, size_t keylen)
 {
 	struct ts_record rec, next;
-	int r = read_dummy(ts, &rec);
+	int r = twoskip_seq_finish(ts);
+	if (!r)
+		r = read_dummy(ts, &rec);
 	if (r)
 		return r;
 	for (unsigned level = TS_MAXLEVEL; level > 0; level--) {
@@ -450,6 +574,8 @@ int twoskip_txn_begin(struct twoskip *ts, bool shared, const void *owner,
 	struct cyrusdb_txn *tid = xzmalloc(sizeof(*tid));
 	tid->ts = ts;
 	tid->shared = shared;
+	ts->txn_compact = !shared && !ts->header.num_records &&
+			  ts->header.current_size == TS_DUMMY_END;
 	tid->owner = owner;
 	ts->txn = tid;
 	*tid_r = tid;
@@ -461,6 +587,9 @@ int twoskip_txn_abort(struct twoskip *ts, struct cyrusdb_txn *tid)
 	int r = 0;
 	free(tid);
 	ts->txn = NULL;
+	/* what seq mode appended is past current_size: recovery1 drops it */
+	ts->seq.on = false;
+	buf_reset(&ts->stage);
 	if (ts->lock == TS_EXCLUSIVE) {
 		/* recovery1 undoes the pointer changes and truncates */
 		ts->end = ts->header.current_size;
@@ -486,10 +615,11 @@ int twoskip_txn_commit(struct twoskip *ts, struct cyrusdb_txn *tid,
 		       bool may_repack)
 {
 	struct ts_record rec;
-	int r = 0;
+	int r = twoskip_seq_finish(ts);
 
-	if (tid->shared || !(ts->header.flags & TS_DIRTY))
+	if (r || tid->shared || !(ts->header.flags & TS_DIRTY))
 		goto done;
+	uint64_t data_end = ts->end;
 	memset(&rec, 0, sizeof(rec));
 	rec.type = TS_COMMIT;
 	rec.next[0] = ts->header.current_size;
@@ -502,12 +632,20 @@ int twoskip_txn_commit(struct twoskip *ts, struct cyrusdb_txn *tid,
 		goto done;
 	ts->header.current_size = ts->end;
 	ts->header.flags &= ~TS_DIRTY;
+	bool repack = may_repack && wants_repack(ts);
+	/* Filled from empty in key order, the file is already what the
+	 * repack would write: it only gets the header a repack gives. */
+	if (repack && ts->txn_compact) {
+		ts->header.repack_size = data_end;
+		ts->header.generation++;
+		repack = false;
+	}
 	r = twoskip_write_header(ts);
 	if (r)
 		goto done;
 	/* Cyrus delays this to the end of the command; we do it while we
 	 * still hold the lock. The commit stands whatever happens here. */
-	if (may_repack && wants_repack(ts)) {
+	if (repack) {
 		twoskip_checkpoint(ts);
 		ts->errmsg[0] = '\0';
 	}
@@ -790,6 +928,7 @@ static int ts_foreach(struct cyrusdb *db, const char *prefix,
 	struct ts_handle *h = (struct ts_handle *)db;
 	struct twoskip *ts = h->ts;
 	struct ts_batch batch = { BUF_INIT, 0, BUF_INIT };
+	struct ts_scan scan = { 0, 0, false };
 	int r, cb_r = 0, seen = 0;
 	bool locked, finished = false;
 
@@ -821,6 +960,7 @@ static int ts_foreach(struct cyrusdb *db, const char *prefix,
 			}
 			if (!tid && !finished)
 				buf_set(&batch.lastkey, key, rec->keylen);
+			twoskip_scan_note(ts, &scan, rec->offset);
 			seen++;
 		}
 		if (!tid && (finished || seen >= FOREACH_LOCK_RELEASE)) {

@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "cyrusdb.h"
 #include "error.h"
@@ -85,15 +84,6 @@ static void put64(unsigned char *p, uint64_t v)
 static uint64_t round8(uint64_t n)
 {
 	return (n + 7) & ~(uint64_t)7;
-}
-
-/* zlib's crc32() returns 0 for a NULL buffer whatever the running value,
- * and takes 32-bit lengths: both are handled here. */
-uint32_t twoskip_crc(uint32_t crc, const void *p, uint64_t len)
-{
-	if (!len)
-		return crc;
-	return crc32_z(crc, p, len);
 }
 
 /* ---- header ---- */
@@ -214,6 +204,45 @@ static int map_at_least(struct twoskip *ts, uint64_t len)
 	ts->base = p;
 	ts->maplen = want;
 	return 0;
+}
+
+/*
+ * Lets the pages of [from, to) of the mapping go from this process (whole
+ * pages inside the range). The mapping is shared, so nothing is lost: the
+ * page cache keeps the bytes (dirty ones too) and the next access maps them
+ * again. Long scans use it so that a file read once is not all resident.
+ */
+void twoskip_drop_pages(struct twoskip *ts, uint64_t from, uint64_t to)
+{
+	uint64_t page = 4096;
+	from = (from + page - 1) & ~(page - 1);
+	to &= ~(page - 1);
+	if (to > ts->maplen)
+		to = ts->maplen & ~(page - 1);
+	if (ts->base && to > from)
+		madvise(ts->base + from, to - from, MADV_DONTNEED);
+}
+
+/*
+ * A scan notes each record it visits: while it moves forward through the
+ * file (a repacked file read in key order), the pages behind it are given
+ * back every TS_SCAN_WINDOW bytes; a window where it jumped back keeps
+ * its pages.
+ */
+#define TS_SCAN_WINDOW (32 << 20)
+
+void twoskip_scan_note(struct twoskip *ts, struct ts_scan *sc,
+		       uint64_t offset)
+{
+	if (offset < sc->last)
+		sc->back = true;
+	sc->last = offset;
+	if (offset < sc->from + TS_SCAN_WINDOW)
+		return;
+	if (!sc->back)
+		twoskip_drop_pages(ts, sc->from, offset);
+	sc->from = offset;
+	sc->back = false;
 }
 
 int twoskip_truncate(struct twoskip *ts, uint64_t size)
@@ -364,9 +393,8 @@ int twoskip_check_tail(struct twoskip *ts, const struct ts_record *rec)
 	return 0;
 }
 
-/* Encodes everything up to and including the two CRCs; computes the head
- * CRC (the tail CRC is taken from rec). Returns the length. */
-size_t twoskip_format_head(struct ts_record *rec, unsigned char *buf)
+static size_t format_head(struct ts_record *rec, unsigned char *buf,
+			  bool headcrc)
 {
 	size_t len = 8;
 	buf[0] = rec->type;
@@ -388,10 +416,17 @@ size_t twoskip_format_head(struct ts_record *rec, unsigned char *buf)
 	}
 	for (unsigned i = 0; i <= rec->level; i++, len += 8)
 		put64(buf + len, rec->next[i]);
-	rec->crc_head = twoskip_crc(0, buf, len);
+	rec->crc_head = headcrc ? twoskip_crc(0, buf, len) : 0;
 	put32(buf + len, rec->crc_head);
 	put32(buf + len + 4, rec->crc_tail);
 	return len + 8;
+}
+
+/* Encodes everything up to and including the two CRCs; computes the head
+ * CRC (the tail CRC is taken from rec). Returns the length. */
+size_t twoskip_format_head(struct ts_record *rec, unsigned char *buf)
+{
+	return format_head(rec, buf, true);
 }
 
 /* Rewrites the head of an existing record in place (pointers and CRCs;
@@ -468,19 +503,25 @@ static int append_by_write(struct twoskip *ts, uint64_t start,
  * the head (the part rewritten later) never straddles a 512-byte block:
  * the fixed first 8 bytes may sit before the boundary, the rest must fit
  * in one block. Heads longer than 504 bytes cannot fit and are not padded.
+ * flags: TS_APPEND_TAILCRC takes rec->crc_tail as given (a copy of a
+ * record whose tail was just verified); TS_APPEND_NOHEADCRC leaves the
+ * head CRC to a later twoskip_seal_head().
  */
-int twoskip_append(struct twoskip *ts, struct ts_record *rec,
-		   const char *key, const char *val)
+int twoskip_append_ex(struct twoskip *ts, struct ts_record *rec,
+		      const char *key, const char *val, unsigned flags)
 {
 	static const char zeros[8];
 	unsigned char head[TS_MAXHEAD];
 	uint64_t kvlen = rec->keylen + rec->vallen;
 	uint64_t pad = round8(kvlen) - kvlen;
 
-	uint32_t crc = twoskip_crc(0, key, rec->keylen);
-	crc = twoskip_crc(crc, val, rec->vallen);
-	rec->crc_tail = twoskip_crc(crc, zeros, pad);
-	size_t headlen = twoskip_format_head(rec, head);
+	if (!(flags & TS_APPEND_TAILCRC)) {
+		uint32_t crc = twoskip_crc(0, key, rec->keylen);
+		crc = twoskip_crc(crc, val, rec->vallen);
+		rec->crc_tail = twoskip_crc(crc, zeros, pad);
+	}
+	size_t headlen = format_head(rec, head,
+				     !(flags & TS_APPEND_NOHEADCRC));
 
 	uint64_t start = ts->end;
 	if (headlen <= TS_BLOCKSIZE - 8)
@@ -520,6 +561,141 @@ int twoskip_append(struct twoskip *ts, struct ts_record *rec,
 	if (ts->size < newend)
 		ts->size = newend;
 	return 0;
+}
+
+int twoskip_append(struct twoskip *ts, struct ts_record *rec,
+		   const char *key, const char *val)
+{
+	return twoskip_append_ex(ts, rec, key, val, 0);
+}
+
+/* ---- staged appends (seq mode) ---- */
+
+/* Appends of seq mode are written in pieces of about this size. */
+#define TS_STAGE (4 << 20)
+
+/* Where the bytes at offset are now: in the staging buffer or the map. */
+char *twoskip_wptr(struct twoskip *ts, uint64_t offset)
+{
+	if (ts->stage.len && offset >= ts->stage_off)
+		return ts->stage.s + (offset - ts->stage_off);
+	return ts->base + offset;
+}
+
+/* Writes the staged appends to the file (and maps them). */
+int twoskip_stage_flush(struct twoskip *ts)
+{
+	const char *p = ts->stage.s;
+	uint64_t off = ts->stage_off, left = ts->stage.len;
+	while (left) {
+		ssize_t w = pwrite(ts->fd, p, left, off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			buf_reset(&ts->stage);
+			return twoskip_seterr(ts, CYRUSDB_IOERROR,
+					      "cannot write '%s' at %llu: %s",
+					      ts->fname, (unsigned long long)off,
+					      w < 0 ? strerror(errno)
+						    : "short write");
+		}
+		p += w;
+		off += w;
+		left -= w;
+	}
+	buf_reset(&ts->stage);
+	if (ts->size < off)
+		ts->size = off;
+	if (ts->alloc < off)
+		ts->alloc = off;
+	return map_at_least(ts, ts->alloc);
+}
+
+/*
+ * twoskip_append_ex for seq mode: the record goes to the staging buffer,
+ * written out in big pieces by plain writes (a page the kernel has to
+ * zero-fill for a mapped write costs more than the copy). The tail CRC is
+ * computed over the staged bytes in one piece. Nothing may read the file
+ * through the map past stage_off until twoskip_stage_flush().
+ */
+int twoskip_append_staged(struct twoskip *ts, struct ts_record *rec,
+			  const char *key, const char *val, unsigned flags)
+{
+	unsigned char head[TS_MAXHEAD];
+	uint64_t kvlen = rec->keylen + rec->vallen;
+	size_t headlen = format_head(rec, head,
+				     !(flags & TS_APPEND_NOHEADCRC));
+	uint64_t start = ts->end;
+	if (headlen <= TS_BLOCKSIZE - 8)
+		while ((start + 8) % TS_BLOCKSIZE >
+		       (start - 8 + headlen) % TS_BLOCKSIZE)
+			start += 8;
+	uint64_t newend = start + headlen + round8(kvlen);
+	uint64_t need = newend - ts->end;
+	if (ts->stage.len && ts->stage.len + need > TS_STAGE) {
+		int r = twoskip_stage_flush(ts);
+		if (r)
+			return r;
+	}
+	if (!ts->stage.len)
+		ts->stage_off = ts->end;
+	buf_grow(&ts->stage, need);
+	char *p = ts->stage.s + ts->stage.len;
+	for (uint64_t o = ts->end; o < start; o += 8, p += 8)
+		memcpy(p, TS_BLANK, 8);
+	char *h = p;
+	memcpy(p, head, headlen);
+	p += headlen;
+	char *kv = p;
+	if (rec->keylen)
+		memcpy(p, key, rec->keylen);
+	p += rec->keylen;
+	if (rec->vallen)
+		memcpy(p, val, rec->vallen);
+	p += rec->vallen;
+	memset(p, 0, round8(kvlen) - kvlen);
+	if (!(flags & TS_APPEND_TAILCRC))
+		rec->crc_tail = twoskip_crc(0, kv, round8(kvlen));
+	put32((unsigned char *)h + headlen - 4, rec->crc_tail);
+	buf_setlen(&ts->stage, ts->stage.len + need);
+
+	rec->offset = start;
+	rec->len = newend - start;
+	rec->keyoff = start + headlen;
+	rec->valoff = rec->keyoff + rec->keylen;
+	ts->end = newend;
+	return 0;
+}
+
+/* File offset of next[0] in the record at offset (its head in place). */
+static uint64_t ptrs_at(struct twoskip *ts, uint64_t offset)
+{
+	const char *p = twoskip_wptr(ts, offset);
+	uint64_t pos = 8;
+	if (get16(p + 2) == UINT16_MAX)
+		pos += 8;
+	if (get32(p + 4) == UINT32_MAX)
+		pos += 8;
+	return offset + pos;
+}
+
+/*
+ * For records appended with TS_APPEND_NOHEADCRC, not read since: sets
+ * next[slot] in place; the head CRC stays to be sealed.
+ */
+void twoskip_put_next(struct twoskip *ts, uint64_t offset, unsigned slot,
+		      uint64_t value)
+{
+	uint64_t at = ptrs_at(ts, offset) + 8 * slot;
+	put64((unsigned char *)twoskip_wptr(ts, at), value);
+}
+
+/* Computes and stores the head CRC of such a record, now complete. */
+void twoskip_seal_head(struct twoskip *ts, uint64_t offset)
+{
+	unsigned char *p = (unsigned char *)twoskip_wptr(ts, offset);
+	uint64_t len = ptrs_at(ts, offset) - offset + 8 * (p[1] + 1);
+	put32(p + len, twoskip_crc(0, p, len));
 }
 
 bool twoskip_is_blank(const struct twoskip *ts, uint64_t offset)
@@ -657,6 +833,7 @@ int twoskip_engine_new(const char *fname, int flags, bool create,
 	ts->compar = (flags & CYRUSDB_MBOXSORT) ? cyrusdb_compar_mbox
 						: cyrusdb_compar_raw;
 	ts->loc.key = (struct buf)BUF_INIT;
+	ts->stage = (struct buf)BUF_INIT;
 	ts->rng = (uint32_t)getpid() * 2654435761u ^ (uint32_t)(uintptr_t)ts;
 	if (!ts->rng)
 		ts->rng = 1;
@@ -699,6 +876,7 @@ void twoskip_engine_free(struct twoskip *ts)
 		close(ts->fd);
 	}
 	buf_release(&ts->loc.key);
+	buf_release(&ts->stage);
 	free(ts->txn);
 	free(ts->fname);
 	free(ts);

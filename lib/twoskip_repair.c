@@ -302,14 +302,18 @@ int twoskip_recovery(struct twoskip *ts)
 	return r;
 }
 
-/* Cyrus's consistency check: order, every level's chain, the count. */
-int twoskip_consistent_locked(struct twoskip *ts)
+/* Cyrus's consistency check: order, every level's chain, the count;
+ * with tails, also every record's tail CRC (Cyrus checks those on reads). */
+static int consistent(struct twoskip *ts, bool tails)
 {
 	uint64_t fwd[TS_MAXLEVEL];
 	struct ts_record rec, prevrec;
+	struct ts_scan scan = { 0, 0, false };
 	uint64_t num = 0;
 
-	int r = twoskip_read_record(ts, TS_DUMMY_OFFSET, &prevrec);
+	int r = twoskip_seq_finish(ts);
+	if (!r)
+		r = twoskip_read_record(ts, TS_DUMMY_OFFSET, &prevrec);
 	if (r)
 		return r;
 	if (prevrec.type != TS_DUMMY || prevrec.level != TS_MAXLEVEL)
@@ -346,9 +350,10 @@ int twoskip_consistent_locked(struct twoskip *ts)
 					(unsigned long long)fwd[i]);
 			fwd[i] = twoskip_getloc(ts, &rec, i);
 		}
-		r = twoskip_check_tail(ts, &rec);
+		r = tails ? twoskip_check_tail(ts, &rec) : 0;
 		if (r)
 			return r;
+		twoskip_scan_note(ts, &scan, rec.offset);
 		num++;
 		prevrec = rec;
 	}
@@ -368,7 +373,23 @@ int twoskip_consistent_locked(struct twoskip *ts)
 	return 0;
 }
 
-/* Copies every live record, in order, into nts inside tid. */
+int twoskip_consistent_locked(struct twoskip *ts)
+{
+	return consistent(ts, true);
+}
+
+/* The structure only: what a copy of checked records needs checking. */
+int twoskip_consistent_links(struct twoskip *ts)
+{
+	return consistent(ts, false);
+}
+
+/*
+ * Copies every live record, in order, into nts inside tid. The caller has
+ * just checked ts (every head and tail CRC) under the lock it still holds,
+ * so the records are not checked again, and each copy keeps the tail CRC
+ * of its original (the same key, value and padding bytes).
+ */
 static int copy_all(struct twoskip *ts, struct twoskip *nts)
 {
 	struct ts_record rec;
@@ -378,10 +399,9 @@ static int copy_all(struct twoskip *ts, struct twoskip *nts)
 		r = twoskip_read_skipdelete(ts, off, &rec);
 		if (r || !rec.offset)
 			break;
-		r = twoskip_check_tail(ts, &rec);
-		if (!r)
-			r = twoskip_write(nts, TS_KEY(ts, &rec), rec.keylen,
-					  TS_VAL(ts, &rec), rec.vallen, false);
+		r = twoskip_copy_record(nts, TS_KEY(ts, &rec), rec.keylen,
+					TS_VAL(ts, &rec), rec.vallen,
+					rec.crc_tail);
 		if (r) {
 			if (!ts->errmsg[0])
 				snprintf(ts->errmsg, sizeof(ts->errmsg), "%s",
@@ -415,8 +435,12 @@ int twoskip_checkpoint(struct twoskip *ts)
 	r = twoskip_txn_begin(nts, false, NULL, &tid);
 	if (!r)
 		r = copy_all(ts, nts);
+	/* The old file is read; its pages need not stay with us. */
+	twoskip_drop_pages(ts, 0, ts->size);
 	if (!r) {
-		r = twoskip_consistent_locked(nts);
+		/* Like Cyrus: the copy's structure (its data are copies of
+		 * what was just checked, tail CRCs included). */
+		r = twoskip_consistent_links(nts);
 		if (r)
 			snprintf(ts->errmsg, sizeof(ts->errmsg), "%s",
 				 nts->errmsg);
@@ -460,7 +484,9 @@ static void dump_text(FILE *f, const char *p, uint64_t len)
 int twoskip_dump_locked(struct twoskip *ts, FILE *f, int detail)
 {
 	struct ts_record rec;
-	int r = 0;
+	int r = twoskip_seq_finish(ts);
+	if (r)
+		return r;
 
 	fprintf(f, "HEADER: v=%lu fl=%lu num=%llu sz=(%08llX/%08llX)\n",
 		(unsigned long)ts->header.version,

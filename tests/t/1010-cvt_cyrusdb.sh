@@ -62,6 +62,30 @@ test_expect_success 'in place (same name): converted, readable as the new backen
 	test_cmp expect actual
 '
 
+# Many keys in one transaction, in order (our sequential fast paths), with
+# keys past 0x7f mixed in (out of order for skiplist's signed compare).
+test_expect_success 'bulk: 50000 keys by dbtool -T set, twoskip -> skiplist -> twoskip, checked by the real tool' '
+	awk "BEGIN { for (i = 0; i < 50000; i++) printf \"user.u%06d\\tv%d\\n\", i, i;
+		for (i = 0; i < 300; i++) printf \"\\303%03d\\tw%d\\n\", i, i }" >bulk.in &&
+	chown cyrus:mail bulk.in 2>/dev/null;
+	cyrus dbtool -C "$conf" -T -n "$PWD/bulk.twoskip" twoskip set <bulk.in &&
+	test "$(real_tool cyr_dbtool "$PWD/bulk.twoskip" twoskip consistent)" = "Yes, consistent" &&
+	real_tool cyr_dbtool "$PWD/bulk.twoskip" twoskip show >actual &&
+	test $(wc -l <actual) = 50300 &&
+	sort bulk.in >expect && sort actual >actual.sorted && test_cmp expect actual.sorted &&
+	cyrus cvt_cyrusdb -C "$conf" "$PWD/bulk.twoskip" twoskip "$PWD/bulk.skiplist" skiplist >/dev/null &&
+	test "$(real_tool cyr_dbtool "$PWD/bulk.skiplist" skiplist consistent)" = "Yes, consistent" &&
+	real_tool cvt_cyrusdb "$PWD/bulk.twoskip" twoskip "$PWD/real.bulk.skiplist" skiplist >/dev/null &&
+	real_tool cyr_dbtool "$PWD/real.bulk.skiplist" skiplist show >expect &&
+	real_tool cyr_dbtool "$PWD/bulk.skiplist" skiplist show >actual &&
+	test_cmp expect actual &&
+	cyrus cvt_cyrusdb -C "$conf" "$PWD/bulk.skiplist" skiplist "$PWD/bulk.back" twoskip >/dev/null &&
+	test "$(real_tool cyr_dbtool "$PWD/bulk.back" twoskip consistent)" = "Yes, consistent" &&
+	real_tool cyr_dbtool "$PWD/bulk.back" twoskip show >actual &&
+	real_tool cyr_dbtool "$PWD/bulk.twoskip" twoskip show >expect &&
+	test_cmp expect actual
+'
+
 test_expect_success 'a damaged source: error, exit non-zero, the old target survives' '
 	echo "precious" >target.db &&
 	head -c 100 src.twoskip >broken.twoskip && chown cyrus:mail broken.twoskip target.db 2>/dev/null;

@@ -741,6 +741,168 @@ static void test_repack_and_shared(void)
 	test_end();
 }
 
+/* "key%05d" = vlen bytes, for i in [from, to); the listing to expect. */
+static void sl_range(struct cyrusdb *db, int from, int to, size_t vlen,
+		     struct cyrusdb_txn **tid, struct buf *expect)
+{
+	char k[32];
+	char *v = xmalloc(vlen + 1);
+	for (int i = from; i < to; i++) {
+		int n = snprintf(k, sizeof(k), "key%05d", i);
+		for (size_t j = 0; j < vlen; j++)
+			v[j] = (char)('a' + (i + j) % 26);
+		test_assert_idx(cyrusdb_store(db, k, (size_t)n, v, vlen,
+					      tid) == 0, i);
+		if (expect)
+			collect(expect, k, (size_t)n, v, vlen);
+	}
+	free(v);
+}
+
+static void test_sequential(void)
+{
+	char *path = newpath();
+	struct buf b = BUF_INIT, want = BUF_INIT;
+
+	test_begin("skiplist: sequential stores, commit written as checkpoint");
+	env_set(NULL, false);
+	/* With COMMIT_CHECKPOINT the commit leaves no log at all. */
+	struct cyrusdb *db = opendb(path, CYRUSDB_CREATE | CYRUSDB_NOCOMPACT |
+				    CYRUSDB_COMMIT_CHECKPOINT);
+	struct cyrusdb_txn *tid = NULL;
+	sl_range(db, 0, 2000, 30, &tid, &want);
+	test_assert_int(cyrusdb_delete(db, "key00100", 8, &tid, false), 0);
+	sl_range(db, 2000, 2100, 30, &tid, &want);
+	test_assert_int(cyrusdb_store(db, "key00100", 8, "back", 4, &tid), 0);
+	sl_range(db, 2100, 2200, 30, &tid, &want);
+	test_assert_int(cyrusdb_commit(db, tid), 0);
+	slurp(path, &b);
+	test_assert_int(be32(b.s + 36), 2200);	/* listsize */
+	test_assert_int(be32(b.s + 40), b.len);	/* logstart = EOF */
+	test_assert_int(cyrusdb_consistent(db), 0);
+	test_assert(fetch_is(db, "key00100", 8, "back", 4));
+	char *got = listall(db, "key021");
+	test_assert(!strncmp(got, "key02100=", 9));
+	free(got);
+	cyrusdb_close(&db);
+
+	/* Big enough to hand the tail back while it is copied; the file
+	 * the commit leaves must hold all of it. (Not empty at the start,
+	 * so that the records go through the tail, not a stream.) */
+	char *path2 = newpath();
+	buf_reset(&want);
+	db = opendb(path2, CYRUSDB_CREATE);
+	test_assert_int(cyrusdb_store(db, "a", 1, "first", 5, NULL), 0);
+	collect(&want, "a", 1, "first", 5);
+	tid = NULL;
+	sl_range(db, 0, 600, 100000, &tid, &want);
+	test_assert_int(cyrusdb_commit(db, tid), 0);
+	got = listall(db, "");
+	test_assert(!strcmp(got, want.s));
+	free(got);
+	test_assert_int(cyrusdb_consistent(db), 0);
+	slurp(path2, &b);
+	test_assert_int(be32(b.s + 40), b.len);
+	cyrusdb_close(&db);
+
+	/* No room for the checkpoint file: the commit goes to the log. */
+	char *path3 = newpath();
+	char *newname = xasprintf("%s.NEW", path3);
+	buf_reset(&want);
+	mkdir(newname, 0755);
+	db = opendb(path3, CYRUSDB_CREATE | CYRUSDB_COMMIT_CHECKPOINT);
+	tid = NULL;
+	sl_range(db, 0, 500, 10, &tid, &want);
+	test_assert_int(cyrusdb_commit(db, tid), 0);
+	got = listall(db, "");
+	test_assert(!strcmp(got, want.s));
+	free(got);
+	test_assert_int(cyrusdb_consistent(db), 0);
+	slurp(path3, &b);
+	test_assert_int(be32(b.s + 40), 144);	/* all in the log */
+	cyrusdb_close(&db);
+	rmdir(newname);
+
+	buf_release(&b);
+	buf_release(&want);
+	free(newname);
+	free(path);
+	free(path2);
+	free(path3);
+	test_end();
+}
+
+static void test_stream(void)
+{
+	char *path = newpath();
+	char *newname = xasprintf("%s.NEW", path);
+	struct buf b = BUF_INIT, before = BUF_INIT, want = BUF_INIT;
+
+	test_begin("skiplist: a fill of an empty file streams to the checkpoint");
+	env_set(NULL, false);
+	struct cyrusdb *db = opendb(path, CYRUSDB_CREATE);
+	slurp(path, &before);
+	/* Streaming: the database is untouched until the commit. */
+	struct cyrusdb_txn *tid = NULL;
+	sl_range(db, 0, 3000, 50, &tid, &want);
+	test_assert(access(newname, F_OK) == 0);
+	slurp(path, &b);
+	test_assert(b.len == before.len && !memcmp(b.s, before.s, b.len));
+	/* an abort leaves it so and removes the stream */
+	test_assert_int(cyrusdb_abort(db, tid), 0);
+	test_assert(access(newname, F_OK) < 0);
+	slurp(path, &b);
+	test_assert(b.len == before.len && !memcmp(b.s, before.s, b.len));
+	char *got = listall(db, "");
+	test_assert_str(got, "");
+	free(got);
+
+	/* The commit is a checkpoint: no log, every record. */
+	struct stat st1, st2;
+	stat(path, &st1);
+	tid = NULL;
+	sl_range(db, 0, 3000, 50, &tid, NULL);
+	test_assert_int(cyrusdb_commit(db, tid), 0);
+	stat(path, &st2);
+	test_assert(st1.st_ino != st2.st_ino);
+	test_assert(access(newname, F_OK) < 0);
+	slurp(path, &b);
+	test_assert_int(be32(b.s + 36), 3000);
+	test_assert_int(be32(b.s + 40), b.len);
+	test_assert_int(be32(b.s + 144), 1);	/* INORDER */
+	test_assert_int(cyrusdb_consistent(db), 0);
+	got = listall(db, "");
+	test_assert_str(got, want.s);
+	free(got);
+	cyrusdb_close(&db);
+
+	/* A read in the middle moves the stream into the transaction; a
+	 * small commit then goes to the log, as without streaming. */
+	char *path2 = newpath();
+	buf_reset(&want);
+	db = opendb(path2, CYRUSDB_CREATE);
+	tid = NULL;
+	sl_range(db, 0, 20, 5, &tid, &want);
+	test_assert_int(cyrusdb_fetch(db, "key00007", 8, NULL, NULL, &tid), 0);
+	sl_range(db, 20, 40, 5, &tid, &want);
+	test_assert_int(cyrusdb_commit(db, tid), 0);
+	slurp(path2, &b);
+	test_assert_int(be32(b.s + 40), 144);	/* all in the log */
+	got = listall(db, "");
+	test_assert_str(got, want.s);
+	free(got);
+	test_assert_int(cyrusdb_consistent(db), 0);
+	cyrusdb_close(&db);
+
+	buf_release(&b);
+	buf_release(&before);
+	buf_release(&want);
+	free(newname);
+	free(path);
+	free(path2);
+	test_end();
+}
+
 static void test_dump(void)
 {
 	char *path = newpath();
@@ -779,6 +941,8 @@ int main(void)
 		test_foreach,
 		test_repack_and_shared,
 		test_dump,
+		test_sequential,
+		test_stream,
 		NULL,
 	};
 	dir = test_tmpdir();

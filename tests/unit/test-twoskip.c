@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "cyrusdb.h"
 #include "error.h"
+#include "twoskip-private.h"
 
 static char *dir;
 
@@ -460,6 +461,13 @@ static void test_dirty_protocol(void)
 	test_assert_int(get32(f + 56), 0);  /* reading dirties nothing */
 	free(f);
 	set(db, "b", "2", &tid);
+	f = read_file(p, &len);
+	test_assert_int(get32(f + 56), 1);
+	test_assert_int(get64(f + 48), committed);
+	free(f);
+	/* an append past the last key may be staged; a read writes it out */
+	test_assert_int(cyrusdb_fetch(db, "b", 1, &d, &dl, &tid), 0);
+	test_assert_mem(d, dl, "2", 1);
 	f = read_file(p, &len);
 	test_assert_int(get32(f + 56), 1);
 	test_assert_int(get64(f + 48), committed);
@@ -916,14 +924,205 @@ static void test_dump(void)
 	test_end();
 }
 
+/* "key%05d" = "v%d" repeated to vlen bytes, for i in [from, to). */
+static void set_range(struct cyrusdb *db, int from, int to, size_t vlen,
+		      struct cyrusdb_txn **tid, struct buf *expect)
+{
+	char k[32];
+	char *v = xmalloc(vlen + 1);
+	for (int i = from; i < to; i++) {
+		snprintf(k, sizeof(k), "key%05d", i);
+		for (size_t j = 0; j < vlen; j++)
+			v[j] = (char)('a' + (i + j) % 26);
+		test_assert_idx(cyrusdb_store(db, k, strlen(k), v, vlen,
+					      tid) == 0, i);
+		if (expect) {
+			buf_printf(expect, "%s=", k);
+			buf_add(expect, v, vlen);
+			buf_addch(expect, ';');
+		}
+	}
+	free(v);
+}
+
+static void test_sequential(void)
+{
+	test_begin("twoskip: stores past the last key, one transaction");
+	char *p = path("seqfill.db");
+	struct cyrusdb *db = open_db(p, CYRUSDB_CREATE, NULL);
+	struct buf want = BUF_INIT;
+	struct cyrusdb_txn *tid = NULL;
+	struct stat st1, st2;
+	stat(p, &st1);
+	set_range(db, 0, 3000, 40, &tid, &want);
+	test_assert_int(cyrusdb_commit(db, tid), 0);
+	char *got = listing(db, "");
+	test_assert_str(got, want.s);
+	free(got);
+	test_assert_int(cyrusdb_consistent(db), 0);
+	cyrusdb_close(&db);
+	/* The file is what the repack would have written: same file, a
+	 * repack's header (generation 2, repack_size at the final COMMIT). */
+	stat(p, &st2);
+	test_assert(st1.st_ino == st2.st_ino);
+	size_t len;
+	char *f = read_file(p, &len);
+	uint64_t rs = get64(f + 40);
+	test_assert_int(get64(f + 24), 2);
+	test_assert_int(get64(f + 32), 3000);
+	test_assert_int(get64(f + 48), len);
+	while (rs < len && !memcmp(f + rs, " BLANK\x07\xa0", 8))
+		rs += 8;
+	test_assert(rs + 24 == len && f[rs] == '$' && get64(f + rs + 8) == 336);
+	free(f);
+
+	/* A second fill past the end links behind committed records; reads,
+	 * out-of-order stores and deletes in between end the fast path. */
+	db = open_db(p, 0, NULL);
+	tid = NULL;
+	set_range(db, 3000, 3500, 40, &tid, &want);
+	const char *d;
+	size_t dl;
+	test_assert_int(cyrusdb_fetch(db, "key03499", 8, &d, &dl, &tid), 0);
+	test_assert(dl == 40);
+	set_range(db, 3500, 4000, 40, &tid, &want);
+	test_assert_int(cyrusdb_delete(db, "key03600", 8, &tid, false), 0);
+	set_range(db, 4000, 4100, 40, &tid, &want);
+	test_assert_int(cyrusdb_store(db, "key00001x", 9, "mid", 3, &tid), 0);
+	set_range(db, 4100, 4200, 40, &tid, &want);
+	test_assert_int(cyrusdb_consistent(db), 0);
+	test_assert_int(cyrusdb_commit(db, tid), 0);
+	test_assert_int(cyrusdb_consistent(db), 0);
+	got = listing(db, "key0360");
+	test_assert(!strncmp(got, "key03601=", 9));
+	free(got);
+	test_assert_int(cyrusdb_fetch(db, "key00001x", 9, &d, &dl, NULL), 0);
+	test_assert_mem(d, dl, "mid", 3);
+
+	/* An abort in the middle of the fast path leaves the committed file. */
+	char *before = listing(db, "");
+	f = read_file(p, &len);
+	free(f);
+	tid = NULL;
+	set_range(db, 5000, 6000, 40, &tid, NULL);
+	test_assert_int(cyrusdb_abort(db, tid), 0);
+	got = listing(db, "");
+	test_assert_str(got, before);
+	free(got);
+	size_t len2;
+	f = read_file(p, &len2);
+	test_assert_int(len2, len);
+	free(f);
+	test_assert_int(cyrusdb_consistent(db), 0);
+	cyrusdb_close(&db);
+	free(before);
+	buf_release(&want);
+	free(p);
+	test_end();
+}
+
+static void test_sequential_big(void)
+{
+	test_begin("twoskip: sequential stores of big values, crash, repack");
+	char *p = path("seqbig.db");
+	char *c = path("seqbig-copy.db");
+	struct cyrusdb *db = open_db(p, CYRUSDB_CREATE | CYRUSDB_NOCOMPACT,
+				     NULL);
+	struct buf want = BUF_INIT;
+	struct cyrusdb_txn *tid = NULL;
+	/* several staging buffers, one value bigger than a buffer */
+	set_range(db, 0, 150, 100000, &tid, &want);
+	set_range(db, 150, 151, 5 << 20, &tid, &want);
+	set_range(db, 151, 200, 100000, &tid, &want);
+	test_assert_int(cyrusdb_commit(db, tid), 0);
+	char *got = listing(db, "");
+	test_assert(!strcmp(got, want.s));
+	free(got);
+	test_assert_int(cyrusdb_consistent(db), 0);
+
+	/* a crash in the middle of the next one loses just that one */
+	tid = NULL;
+	set_range(db, 200, 260, 100000, &tid, NULL);
+	test_assert_int(cyrusdb_consistent(db), 0);  /* writes it out */
+	set_range(db, 260, 300, 100000, &tid, NULL);
+	for (int how = 0; how < 4; how++) {
+		crash_copy(p, c, how);
+		got = listing_of(c, 0);
+		test_assert_idx(!strcmp(got, want.s), how);
+		free(got);
+		struct cyrusdb *cdb = open_db(c, 0, NULL);
+		test_assert_idx(cdb && !cyrusdb_consistent(cdb), how);
+		cyrusdb_close(&cdb);
+	}
+	test_assert_int(cyrusdb_abort(db, tid), 0);
+	test_assert_int(cyrusdb_repack(db), 0);
+	got = listing(db, "");
+	test_assert(!strcmp(got, want.s));
+	free(got);
+	test_assert_int(cyrusdb_consistent(db), 0);
+	cyrusdb_close(&db);
+	buf_release(&want);
+	free(p);
+	free(c);
+	test_end();
+}
+
+/* Every length 0..300 at every alignment, whole and in two pieces, and a
+ * few long buffers, against zlib. */
+static void crc_compare(void)
+{
+	unsigned char buf[300 + 8];
+	uint32_t seed = 12345;
+	for (size_t i = 0; i < sizeof(buf); i++) {
+		seed = seed * 1103515245 + 12345;
+		buf[i] = seed >> 16;
+	}
+	for (size_t align = 0; align < 8; align++) {
+		for (size_t len = 0; len <= 300; len++) {
+			const unsigned char *p = buf + align;
+			uint32_t init = align ? (uint32_t)(len * 2654435761u) : 0;
+			uint32_t want = crc32(init, p, len);
+			test_assert_idx(twoskip_crc(init, p, len) == want, len);
+			uint32_t c = twoskip_crc(init, p, len / 3);
+			c = twoskip_crc(c, p + len / 3, len - len / 3);
+			test_assert_idx(c == want, len);
+		}
+	}
+	static const size_t lens[] = { 1023, 1024, 2047, 2048, 4099, 70001 };
+	unsigned char *big = xmalloc(70001);
+	for (size_t i = 0; i < 70001; i++) {
+		seed = seed * 1103515245 + 12345;
+		big[i] = seed >> 16;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(lens); i++)
+		test_assert_idx(twoskip_crc(7, big, lens[i]) ==
+				crc32(7, big, lens[i]), i);
+	free(big);
+}
+
+static void test_crc(void)
+{
+	test_begin("twoskip: our CRC-32 equals zlib's (lengths 0..300 and long)");
+	bool clmul = twoskip_crc_clmul;
+	crc_compare();
+	/* and the table code, which the CPU may have made us skip */
+	twoskip_crc_clmul = false;
+	crc_compare();
+	twoskip_crc_clmul = clmul;
+	test_assert(twoskip_crc(0, "", 0) == 0);
+	test_assert(twoskip_crc(0, "123456789", 9) == 0xCBF43926u);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const tests[])(void) = {
-		test_empty_file, test_missing, test_sequence,
+		test_crc, test_empty_file, test_missing, test_sequence,
 		test_blank_padding, test_binary, test_abort,
 		test_dirty_protocol, test_crash, test_recovery2,
 		test_consistent, test_bad_input, test_flags, test_foreach,
-		test_handles, test_repack, test_dump, NULL,
+		test_handles, test_repack, test_dump, test_sequential,
+		test_sequential_big, NULL,
 	};
 	struct cyrusdb_env env = { .skiplist_always_checkpoint = true };
 	cyrusdb_init(&env);
