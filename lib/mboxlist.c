@@ -945,6 +945,14 @@ static void json_str(struct buf *out, const char *s)
 {
 	buf_addch(out, '"');
 	for (; *s; s++) {
+		/* the run of bytes that need no escape, in one append */
+		const char *run = s;
+		while ((unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
+			s++;
+		if (s > run)
+			buf_add(out, run, (size_t)(s - run));
+		if (!*s)
+			break;
 		unsigned char c = (unsigned char)*s;
 		switch (c) {
 		case '"': buf_adds(out, "\\\""); break;
@@ -1101,7 +1109,11 @@ struct jval {
 	char *str;           /* J_STR */
 	char **keys;         /* J_OBJ */
 	struct jval **items; /* J_ARR, J_OBJ */
-	size_t n;
+	size_t n, alloc;
+	/* J_OBJ with many keys: open-addressing index of keys (slot: item
+	 * index + 1, 0 empty), so that a dump's top-level object of 100,000
+	 * mailboxes is read in linear time. */
+	size_t *hidx, hcap;
 };
 
 struct jparser {
@@ -1123,6 +1135,7 @@ static void jfree(struct jval *v)
 	}
 	free(v->keys);
 	free(v->items);
+	free(v->hidx);
 	free(v->str);
 	free(v);
 }
@@ -1264,24 +1277,70 @@ bad_escape:
 
 static int jvalue(struct jparser *jp, struct jval **v_r);
 
+static size_t jhash(const char *s)
+{
+	size_t h = 14695981039346656037ULL; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* Index of key in the object v, or v->n if absent. */
+static size_t jfind(const struct jval *v, const char *key)
+{
+	if (!v->hidx) {
+		for (size_t i = 0; i < v->n; i++)
+			if (!strcmp(v->keys[i], key))
+				return i;
+		return v->n;
+	}
+	size_t mask = v->hcap - 1;
+	for (size_t h = jhash(key) & mask;; h = (h + 1) & mask) {
+		if (!v->hidx[h])
+			return v->n;
+		if (!strcmp(v->keys[v->hidx[h] - 1], key))
+			return v->hidx[h] - 1;
+	}
+}
+
+static void jindex(struct jval *v, size_t i)
+{
+	size_t h = jhash(v->keys[i]) & (v->hcap - 1);
+	while (v->hidx[h])
+		h = (h + 1) & (v->hcap - 1);
+	v->hidx[h] = i + 1;
+}
+
+/* Later duplicates replace the value in place, as jansson does. */
 static void jadd(struct jval *v, char *key, struct jval *item)
 {
 	if (key) {
-		for (size_t i = 0; i < v->n; i++) {
-			if (!strcmp(v->keys[i], key)) {
-				jfree(v->items[i]);
-				v->items[i] = item;
-				free(key);
-				return;
-			}
+		size_t i = jfind(v, key);
+		if (i < v->n) {
+			jfree(v->items[i]);
+			v->items[i] = item;
+			free(key);
+			return;
 		}
 	}
-	v->items = xrealloc(v->items, (v->n + 1) * sizeof(*v->items));
-	if (key) {
-		v->keys = xrealloc(v->keys, (v->n + 1) * sizeof(*v->keys));
-		v->keys[v->n] = key;
+	if (v->n == v->alloc) {
+		v->alloc = v->alloc ? 2 * v->alloc : 8;
+		v->items = xrealloc(v->items, v->alloc * sizeof(*v->items));
+		if (key)
+			v->keys = xrealloc(v->keys, v->alloc * sizeof(*v->keys));
 	}
+	if (key)
+		v->keys[v->n] = key;
 	v->items[v->n++] = item;
+	if (key && (v->hidx || v->n > 32) && 2 * v->n > v->hcap) {
+		free(v->hidx);
+		v->hcap = v->hcap ? 2 * v->hcap : 128;
+		v->hidx = xcalloc(v->hcap, sizeof(*v->hidx));
+		for (size_t i = 0; i < v->n; i++)
+			jindex(v, i);
+	} else if (key && v->hidx) {
+		jindex(v, v->n - 1);
+	}
 }
 
 static int jcontainer(struct jparser *jp, struct jval *v)
@@ -1389,10 +1448,8 @@ static const struct jval *jget(const struct jval *obj, const char *key)
 {
 	if (!obj || obj->type != J_OBJ)
 		return NULL;
-	for (size_t i = 0; i < obj->n; i++)
-		if (!strcmp(obj->keys[i], key))
-			return obj->items[i];
-	return NULL;
+	size_t i = jfind(obj, key);
+	return i < obj->n ? obj->items[i] : NULL;
 }
 
 /* json_string_value(json_object_get(obj, key)). */

@@ -4,21 +4,34 @@
  * LIST "" PATTERN gives the admin, in the same order: the users'
  * hierarchy first, then the shared mailboxes, each in mailboxes.db key
  * order, then the DELETED hierarchy; a pattern ending in '%' also lists the matching levels of
- * hierarchy that are no mailbox (IMAP's \Noselect). create, delete and
- * rename are not implemented yet.
+ * hierarchy that are no mailbox (IMAP's \Noselect).
+ *
+ * create, delete and rename change the store itself (lib/mboxops.c does
+ * the work, as imapd would). They refuse to run while a Cyrus server uses
+ * this configuration (lib/procscan.h): imapd caches nothing about
+ * mailboxes.db, but a mailbox open in an imapd must not be renamed or
+ * removed under it. They also take Cyrus's locks (user namespace, then
+ * mailbox name locks, then mailboxes.db), so that two of our tools, or a
+ * server started meanwhile, wait for each other. -n checks everything and
+ * prints what would be done, changing nothing.
  */
 #include "compat.h"
 
 #include <getopt.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "config.h"
+#include "cyrusdb.h"
 #include "commands.h"
 #include "cyrus.h"
 #include "error.h"
 #include "log.h"
 #include "mboxlist.h"
 #include "mboxname.h"
+#include "mboxops.h"
+#include "procscan.h"
 #include "xmalloc.h"
 
 struct listed {
@@ -345,6 +358,251 @@ out:
 	return r;
 }
 
+/* ---- create, delete, rename ---- */
+
+static const char writer_usage[] =
+	"usage: cyrus mailbox create [-C altconfig] [-n] [-v] [-p partition] "
+	"[--quota LIMITS] NAME...\n"
+	"       cyrus mailbox delete [-C altconfig] [-n] [-v] NAME...\n"
+	"       cyrus mailbox rename [-C altconfig] [-n] [-v] [-p partition] "
+	"OLD NEW\n"
+	"\n"
+	"NAMEs are external names as the admin sees them (as `list` prints "
+	"them).\n"
+	"  -n           dry run: check everything, print what would be done, "
+	"change nothing\n"
+	"  -v           print each step done\n"
+	"  -p PART      create: the partition (default: the parent's, else "
+	"defaultpartition);\n"
+	"               rename: move the mailboxes' files to PART (OLD may "
+	"equal NEW)\n"
+	"  --quota L    create: make NAME a quota root; L is a STORAGE limit "
+	"in KiB, or\n"
+	"               RESOURCE=N[,RESOURCE=N...] with STORAGE, MESSAGE,\n"
+	"               X-ANNOTATION-STORAGE, X-NUM-FOLDERS\n"
+	"delete follows delete_mode: delayed moves to DELETED.NAME.HEXTIME, "
+	"immediate\n"
+	"removes the files; a user's INBOX takes all the user's mailboxes "
+	"and data.\n"
+	"Refuses to run while a Cyrus server uses this imapd.conf (stop it "
+	"first).\n";
+
+static void writer_usage_exit(bool ok) __attribute__((noreturn));
+static void writer_usage_exit(bool ok)
+{
+	fputs(writer_usage, ok ? stdout : stderr);
+	if (ok) {
+		fflush(stdout);
+		exit(ferror(stdout) ? EX_IOERR : EX_OK);
+	}
+	exit(EX_USAGE);
+}
+
+struct report_rock {
+	bool dryrun, verbose;
+};
+
+static void report_step(void *rock, const char *line)
+{
+	struct report_rock *rr = rock;
+	if (rr->dryrun)
+		printf("would %s\n", line);
+	else {
+		if (rr->verbose)
+			printf("%s\n", line);
+		log_notice("%s", line);
+	}
+}
+
+/* "1024" (STORAGE KiB) or "STORAGE=1024,MESSAGE=100". */
+static int parse_quota(const char *arg, long long limits[MBOXOPS_QUOTA_NUM])
+{
+	static const char *const names[MBOXOPS_QUOTA_NUM] = {
+		"STORAGE", "MESSAGE", "X-ANNOTATION-STORAGE", "X-NUM-FOLDERS"
+	};
+	char *copy = xstrdup(arg), *save = NULL, *p = copy;
+	int r = 0;
+	for (char *tok; r == 0 && (tok = strtok_r(p, ",", &save)); p = NULL) {
+		char *eq = strchr(tok, '='), *end;
+		int res = MBOXOPS_QUOTA_STORAGE;
+		if (eq) {
+			*eq = '\0';
+			for (res = 0; res < MBOXOPS_QUOTA_NUM; res++)
+				if (!strcasecmp(tok, names[res]))
+					break;
+			if (res == MBOXOPS_QUOTA_NUM) {
+				r = -1;
+				break;
+			}
+			tok = eq + 1;
+		}
+		errno = 0;
+		long long v = strtoll(tok, &end, 10);
+		if (!*tok || *end || errno || v < 0)
+			r = -1;
+		else
+			limits[res] = v;
+	}
+	free(copy);
+	return r;
+}
+
+/*
+ * An argument (external name, admin namespace) as an internal name. The
+ * name must come back unchanged from the internal form (less one trailing
+ * separator, which imapd's CREATE ignores too): "user..x" is not quietly
+ * "user.x".
+ */
+static char *to_intname(const struct mboxname_ns *ns, const char *ext,
+			struct error *err)
+{
+	struct mboxname mbn;
+	struct buf out = BUF_INIT, back = BUF_INIT;
+	char *arg = xstrdup(ext), *r = NULL;
+	size_t len = strlen(arg);
+
+	if (len > 1 && arg[len - 1] == ns->hier_sep)
+		arg[len - 1] = '\0';
+	mboxname_init(&mbn);
+	if (!*arg) {
+		error_set(err, ERR_DATA, "empty mailbox name");
+	} else if (mboxname_from_extname(ns, &mbn, arg, "cyrus", err) == 0) {
+		if (!mboxname_extname(ns, &mbn, "cyrus", &back) ||
+		    strcmp(back.s, arg)) {
+			error_set(err, ERR_DATA,
+				  "invalid mailbox name (an empty level, or "
+				  "not a name the admin can use)");
+		} else {
+			mboxname_intname(ns, &mbn, &out);
+			r = buf_detach(&out, NULL);
+		}
+	} else if (!err || err->kind == ERR_NONE) {
+		error_set(err, ERR_DATA, "invalid mailbox name");
+	}
+	mboxname_release(&mbn);
+	buf_release(&out);
+	buf_release(&back);
+	free(arg);
+	return r;
+}
+
+/* Is a Cyrus server using this configuration? Then say who and refuse. */
+static int refuse_if_server_runs(struct cyrus_ctx *ctx)
+{
+	struct procscan_hit hit;
+	char *db = config_db_path(ctx->cfg, "mboxlist");
+	const char *files[] = { db };
+	int found = procscan_find_server(config_filename(ctx->cfg), files, 1,
+					 &hit);
+	free(db);
+	if (!found)
+		return 0;
+	log_error("refusing to change the store while Cyrus runs: %s[%ld] %s; "
+		  "stop the server first (or use cyradm against it)",
+		  hit.comm, (long)hit.pid, hit.why);
+	return EX_TEMPFAIL;
+}
+
+static int mailbox_write(const char *what, int argc, char **argv,
+			 struct cyrus_ctx *ctx)
+{
+	static const struct option longopts[] = {
+		{ "quota", required_argument, NULL, 'Q' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mboxops_create copts = { NULL, false, { -1, -1, -1, -1 } };
+	struct report_rock rr = { false, false };
+	struct mboxops ops = { 0 };
+	struct error err = ERROR_INIT;
+	const char *alt_config = NULL, *partition = NULL;
+	bool create = !strcmp(what, "create"), rename = !strcmp(what, "rename");
+	enum error_kind worst = ERR_NONE;
+	int c, r = 0;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "C:np:v", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'C': alt_config = optarg; break;
+		case 'n': rr.dryrun = true; break;
+		case 'v': rr.verbose = true; break;
+		case 'p':
+			if (!create && !rename)
+				writer_usage_exit(false);
+			partition = optarg;
+			break;
+		case 'Q':
+			if (!create || parse_quota(optarg, copts.limits) < 0) {
+				log_error("bad --quota '%s' (only for create: "
+					  "KiB, or RESOURCE=N,...)",
+					  optarg);
+				writer_usage_exit(false);
+			}
+			copts.quota = true;
+			break;
+		case 'h': writer_usage_exit(true);
+		default: writer_usage_exit(false);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (rename ? argc != 2 : argc < 1)
+		writer_usage_exit(false);
+	copts.partition = partition;
+
+	cyrus_setup(ctx, alt_config);
+	if (!rr.dryrun && (r = refuse_if_server_runs(ctx)) != 0)
+		return r;
+	/* a fresh store has no mailboxes.db yet: create makes it, as the
+	 * server would */
+	if (mboxlist_open(ctx->cfg, NULL, create && !rr.dryrun ? CYRUSDB_CREATE
+							       : 0,
+			  &ops.ml, &err) < 0) {
+		log_error("%s", err.msg);
+		return error_exitcode(err.kind);
+	}
+	ops.cfg = ctx->cfg;
+	ops.dryrun = rr.dryrun;
+	ops.report = report_step;
+	ops.rock = &rr;
+
+	if (rename) {
+		char *from = to_intname(&ops.ml->ns, argv[0], &err);
+		char *to = from ? to_intname(&ops.ml->ns, argv[1], &err) : NULL;
+		if (!from || !to ||
+		    mboxops_rename(&ops, from, to, partition, &err) < 0) {
+			log_error("cannot rename '%s' to '%s': %s", argv[0],
+				  argv[1], err.msg);
+			r = error_exitcode(err.kind);
+		}
+		free(from);
+		free(to);
+		goto out;
+	}
+	for (int i = 0; i < argc; i++) {
+		int rc = -1;
+		error_clear(&err);
+		char *name = to_intname(&ops.ml->ns, argv[i], &err);
+		if (name && create)
+			rc = mboxops_create(&ops, name, &copts, NULL, &err);
+		else if (name)
+			rc = mboxops_delete(&ops, name, &err);
+		if (rc < 0) {
+			log_error("cannot %s '%s': %s", what, argv[i], err.msg);
+			worst = error_worst(worst,
+					    err.kind ? err.kind : ERR_SOFTWARE);
+			r = error_exitcode(worst);
+		}
+		free(name);
+	}
+out:
+	mboxops_release(&ops);
+	mboxlist_close(&ops.ml);
+	return r;
+}
+
 int cmd_mailbox(int argc, char **argv, struct cyrus_ctx *ctx)
 {
 	if (argc < 2)
@@ -352,10 +610,8 @@ int cmd_mailbox(int argc, char **argv, struct cyrus_ctx *ctx)
 	if (!strcmp(argv[1], "list"))
 		return mailbox_list(argc - 1, argv + 1, ctx);
 	if (!strcmp(argv[1], "create") || !strcmp(argv[1], "delete") ||
-	    !strcmp(argv[1], "rename")) {
-		log_error("mailbox %s: not implemented yet", argv[1]);
-		return EX_UNAVAILABLE;
-	}
+	    !strcmp(argv[1], "rename"))
+		return mailbox_write(argv[1], argc - 1, argv + 1, ctx);
 	log_error("unknown subcommand '%s'", argv[1]);
 	cyrus_usage(ctx, false);
 }

@@ -122,11 +122,14 @@ static const struct command commands[] = {
 	{ "help", { NULL }, NULL, 0, "list the commands, or show one's usage",
 	  "usage: cyrus help [COMMAND]\n" },
 	{ "mailbox", { NULL }, cmd_mailbox, CMD_CONFIG | CMD_AS_CYRUS,
-	  "list mailboxes (create, delete, rename: not yet)",
+	  "list, create, delete and rename mailboxes on the store",
 	  "usage: cyrus mailbox list [-C altconfig] [-a] [--json] "
 	  "[PATTERN...]\n"
-	  "       cyrus mailbox create|delete|rename ...  (not implemented "
-	  "yet)\n"
+	  "       cyrus mailbox create [-C altconfig] [-n] [-v] [-p partition] "
+	  "[--quota LIMITS] NAME...\n"
+	  "       cyrus mailbox delete [-C altconfig] [-n] [-v] NAME...\n"
+	  "       cyrus mailbox rename [-C altconfig] [-n] [-v] [-p partition] "
+	  "OLD NEW\n"
 	  "\n"
 	  "list: the mailboxes of mailboxes.db whose external name (as the "
 	  "admin\n"
@@ -136,7 +139,19 @@ static const struct command commands[] = {
 	  "LIST.\n"
 	  "  -a      also deleted (tombstone) and intermediate entries\n"
 	  "  --json  one JSON object per mailbox: name, intname, partition,\n"
-	  "          uniqueid, mbtype, flags, acl\n" },
+	  "          uniqueid, mbtype, flags, acl\n"
+	  "\n"
+	  "create, delete, rename: as imapd's CREATE, DELETE (delete_mode) and "
+	  "RENAME, on\n"
+	  "the store itself; refused while a Cyrus server uses this imapd.conf.\n"
+	  "  -n           dry run: print what would be done, change nothing\n"
+	  "  -v           print each step done\n"
+	  "  -p PART      create: the partition; rename: move the files to PART "
+	  "(OLD may\n"
+	  "               equal NEW)\n"
+	  "  --quota L    create: make NAME a quota root; L is a STORAGE limit "
+	  "in KiB, or\n"
+	  "               RESOURCE=N[,RESOURCE=N...]\n" },
 	{ "makedirs", { NULL }, cmd_makedirs, CMD_CONFIG | CMD_WRITES,
 	  "create the directories of configdirectory, partitions and sieve",
 	  "usage: cyrus makedirs [-C altconfig] [-n] [--cleansquat]\n"
