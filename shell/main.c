@@ -206,7 +206,7 @@ static const struct command commands[] = {
 	  "  -q         with -f: no report afterwards\n"
 	  "  -J, --json the report as a JSON object\n"
 	  "  -u         arguments are user ids, not mailbox prefixes\n"
-	  "  -Z         accepted for compatibility (the real tool's test hook)\n"
+	  "  -Z         (the real tool's test hook) refused with status 64\n"
 	  "mailbox-spec: prefixes of quota root names (external form); none: "
 	  "all roots.\n"
 	  "Safe on a running server: takes the server's quota and mailbox "
