@@ -78,13 +78,36 @@ static bool implicit_tls_port(const char *port)
 }
 
 struct cyradm_conn *cyradm_connect(const char *server, const char *port,
+				   const struct cyradm_auth *a,
 				   struct error *err)
 {
 	struct imapclient *ic = NULL;
 	struct tls_opts tls = { 0 };
+	const char *host = server;
+	bool implicit = implicit_tls_port(port);
 
-	if (imapclient_connect(server, port, implicit_tls_port(port) ?
-			       &tls : NULL, &ic, err) < 0)
+	/* imaps://host[:port] is implicit TLS on any port; imap:// is not. */
+	if (!strncasecmp(host, "imaps://", 8)) {
+		host += 8;
+		implicit = true;
+	} else if (!strncasecmp(host, "imap://", 7)) {
+		host += 7;
+	}
+	char *name = xstrndup(host, strcspn(host, "/"));
+	if (implicit && a) {
+		tls.cafile = a->cafile;
+		tls.capath = a->capath;
+		if (a->tlskey && *a->tlskey) {
+			tls.certfile = a->tlskey;
+			tls.keyfile = a->tlskey;
+		}
+	}
+	if (implicit && !port && !strchr(name, ':'))
+		port = "993";
+	int r = imapclient_connect(name, port, implicit ? &tls : NULL, &ic,
+				   err);
+	free(name);
+	if (r < 0)
 		return NULL;
 	struct cyradm_conn *c = xzmalloc(sizeof(*c));
 	c->ic = ic;
@@ -235,6 +258,15 @@ static const char *default_user(void)
 	return u;
 }
 
+void cyradm_print_failure(FILE *errf, const struct error *err,
+		     const struct cyradm_auth *a)
+{
+	fprintf(errf, "cyradm: %s\n", err->msg);
+	if (err->kind == ERR_PERM && !(a && (a->cafile || a->capath)))
+		fputs("cyradm: name the CA that signed it with --cafile FILE "
+		      "or --cadir DIR\n", errf);
+}
+
 static int do_starttls(struct cyradm_conn *c, const struct cyradm_auth *a,
 		       FILE *errf)
 {
@@ -248,7 +280,7 @@ static int do_starttls(struct cyradm_conn *c, const struct cyradm_auth *a,
 	}
 	int r = imapclient_starttls(c->ic, &tls, NULL, &err);
 	if (r < 0) {
-		fprintf(errf, "%s\n", err.msg);
+		cyradm_print_failure(errf, &err, a);
 		return -1;
 	}
 	return r == IMAP_OK ? 0 : -1;

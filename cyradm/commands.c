@@ -92,7 +92,7 @@ static int send_cmd(struct cyradm *cy, imapclient_untagged_fn *cb, void *rock,
 	struct error err = ERROR_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	int r = imapclient_vrun(cy->conn->ic, cb, rock, text, &err, fmt, ap);
+	int r = cyradm_vrun(cy, cb, rock, text, &err, fmt, ap);
 	va_end(ap);
 	if (r < 0) {
 		fflush(cy->out);
@@ -844,7 +844,7 @@ static int simple(struct cyradm *cy, const char *name, const char *fmt, ...)
 	struct error err = ERROR_INIT;
 	va_list ap;
 	va_start(ap, fmt);
-	int st = imapclient_vrun(cy->conn->ic, NULL, NULL, &text, &err, fmt, ap);
+	int st = cyradm_vrun(cy, NULL, NULL, &text, &err, fmt, ap);
 	va_end(ap);
 	int r = 0;
 	if (st < 0) {
@@ -1901,8 +1901,11 @@ static int cmd_server(struct cyradm *cy, const char *name UNUSED, int argc,
 		struct error err = ERROR_INIT;
 		cyradm_disconnect(&cy->conn);
 		fflush(cy->out);
-		cy->conn = cyradm_connect(args.v[0], NULL, &err);
+		cy->conn = cyradm_connect(args.v[0], NULL, &cy->defauth, &err);
 		if (!cy->conn) {
+			if (errno == 0 && err.kind != ERR_NOUSER && err.msg[0])
+				cyradm_print_failure(cy->err, &err,
+						     &cy->defauth);
 			r = cyradm_die(cy, "server: %s: cannot connect to server",
 				       args.v[0]);
 		} else if (auth) {

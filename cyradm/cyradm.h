@@ -5,6 +5,7 @@
 #ifndef CYRADM_CYRADM_H
 #define CYRADM_CYRADM_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -61,11 +62,21 @@ extern const size_t repl_ncommands;
 const struct repl_command *repl_find(const char *name);
 
 /*
- * Connects like Cyrus::IMAP::Admin->new (CAPABILITY included). Returns a
- * connection, or NULL with err and errno as imapclient_connect sets them.
+ * Connects like Cyrus::IMAP::Admin->new (CAPABILITY included). server may
+ * be imaps://HOST[:PORT] (implicit TLS, verified with a's CA options; also
+ * for port 993) or imap://HOST[:PORT]. Returns a connection, or NULL with
+ * err and errno as imapclient_connect sets them.
  */
 struct cyradm_conn *cyradm_connect(const char *server, const char *port,
+				   const struct cyradm_auth *a,
 				   struct error *err);
+/*
+ * Prints a failure to connect or to start TLS as "cyradm: MESSAGE", and
+ * how to trust the server's CA when its certificate was not trusted and no
+ * CA was named.
+ */
+void cyradm_print_failure(FILE *errf, const struct error *err,
+		     const struct cyradm_auth *a);
 /*
  * Authenticates like Cyrus::IMAP::authenticate and Admin.pm's wrapper
  * (RLIST "" "" when the server does referrals). Returns true on success;
@@ -77,10 +88,29 @@ void cyradm_disconnect(struct cyradm_conn **c);
 void cyradm_auth_copy(struct cyradm_auth *dst, const struct cyradm_auth *src);
 void cyradm_auth_release(struct cyradm_auth *a);
 
+/*
+ * Runs a command on cy->conn as imapclient_vrun does. When the server
+ * answers NO [REFERRAL imap://...] (and offers MAILBOX-REFERRALS) to one of
+ * the commands whose referrals Admin.pm follows, runs it again on that
+ * server, authenticated as cy->conn is, and returns that answer; failures
+ * to get there are printed to cy->err and leave the referral's NO.
+ */
+int cyradm_vrun(struct cyradm *cy, imapclient_untagged_fn *cb, void *rock,
+		struct buf *text, struct error *err, const char *fmt,
+		va_list ap);
+/* "host[:port]" of "[REFERRAL imap://...]", malloc'd, or NULL. */
+char *cyradm_referral_server(const char *text);
+
 /* Runs one input line (tokens, redirections, ';'). */
 void repl_exec_line(struct cyradm *cy, const char *line);
 /* Reads and runs lines from in (stdin or an rc file) until EOF. */
 void repl_run(struct cyradm *cy, FILE *in);
+/*
+ * Gives back to the input file what was read ahead of the current line,
+ * so that its offset is where the Perl one would leave it (before running
+ * a program, at exit).
+ */
+void repl_sync_input(void);
 /* Completion and history setup for an interactive terminal. */
 void repl_init_readline(struct cyradm *cy);
 

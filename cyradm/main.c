@@ -213,9 +213,12 @@ int main(int argc, char **argv)
 
 	if (*server) {
 		struct error err = ERROR_INIT;
-		cy.conn = cyradm_connect(server, port, &err);
+		cy.conn = cyradm_connect(server, port, a, &err);
 		if (!cy.conn) {
 			int e = errno;
+			/* Not a refused connection: say what it was (TLS ...). */
+			if (e == 0 && err.kind != ERR_NOUSER && err.msg[0])
+				cyradm_print_failure(stderr, &err, a);
 			if (err.kind == ERR_NOUSER)
 				fprintf(stderr, "imclient_connect: %s\n", err.msg);
 			else

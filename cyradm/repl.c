@@ -8,7 +8,9 @@
 #include "compat.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -220,12 +222,78 @@ static int apply_redir(struct cyradm *cy, struct redirs *rd, const char *op,
 	return 0;
 }
 
+/*
+ * Input that is not a terminal. Readline still reads it, so that the echo
+ * and the keys (a tab completes, ^U kills ...) come out as with the Perl
+ * one's Term::ReadLine::Gnu; but readline's own rl_getc select()s before
+ * each byte and read()s it alone, and rl_catch_signals costs a dozen
+ * sigaction calls a line: some 80 system calls a line, most of our CPU
+ * on a long script. A regular file is read here a block at a time, and
+ * its offset put back where byte-at-a-time reading would have left it
+ * before a program run from the script can read it, and at exit; a pipe
+ * is still read a byte at a time (what we took could not be given back).
+ */
+static struct {
+	int fd;
+	bool seekable;
+	size_t pos, len;
+	char buf[4096];
+} script_in = { .fd = -1 };
+
+void repl_sync_input(void)
+{
+	if (script_in.fd >= 0 && script_in.seekable &&
+	    script_in.pos < script_in.len)
+		lseek(script_in.fd, -(off_t)(script_in.len - script_in.pos),
+		      SEEK_CUR);
+	script_in.pos = script_in.len = 0;
+}
+
+static int script_getc(FILE *f)
+{
+	int fd = fileno(f);
+	if (fd != script_in.fd) {
+		struct stat st;
+		repl_sync_input();
+		script_in.fd = fd;
+		script_in.seekable = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	}
+	if (script_in.pos < script_in.len)
+		return (unsigned char)script_in.buf[script_in.pos++];
+	ssize_t n;
+	do
+		n = read(fd, script_in.buf,
+			 script_in.seekable ? sizeof(script_in.buf) : 1);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return EOF;
+	script_in.len = (size_t)n;
+	script_in.pos = 1;
+	return (unsigned char)script_in.buf[0];
+}
+
+/*
+ * Readline asks before inserting each character whether more input is
+ * waiting, with a select() that says yes for a regular file. So do we, for
+ * a file without the system call; a pipe is asked as readline would.
+ */
+static int script_input_available(void)
+{
+	if (script_in.pos < script_in.len || script_in.seekable)
+		return 1;
+	if (script_in.fd < 0)
+		return 0;
+	struct pollfd p = { .fd = script_in.fd, .events = POLLIN };
+	return poll(&p, 1, 0) > 0;
+}
+
 /* Runs an external program with the command text, as Perl's exec does. */
 static void run_external(struct cyradm *cy, const char *cmdtext,
 			 const char *av0, struct redirs *rd)
 {
 	fflush(stdout);
 	fflush(stderr);
+	repl_sync_input();
 	pid_t pid = fork();
 	if (pid < 0) {
 		cyradm_die(cy, "fork: %s", strerror(errno));
@@ -519,6 +587,17 @@ void repl_run(struct cyradm *cy, FILE *in)
 {
 	rl_instream = in;
 	rl_outstream = stdout;
+	if (!cy->interactive) {
+		static bool once;
+		rl_getc_function = script_getc;
+		rl_input_available_hook = script_input_available;
+		rl_catch_signals = 0;
+		rl_catch_sigwinch = 0;
+		if (!once) {
+			once = true;
+			atexit(repl_sync_input);
+		}
+	}
 	for (;;) {
 		char *prompt = current_prompt(cy);
 		char *line = readline(prompt);

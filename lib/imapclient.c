@@ -17,6 +17,7 @@ struct imapclient {
 	bool dead;
 	char *host;
 	char *greeting;
+	char *bye;            /* the text of a BYE, for the error at EOF */
 	struct tls_conn *tls;
 	struct imapparse parser;
 	struct imap_reply reply;
@@ -156,11 +157,17 @@ static int read_reply(struct imapclient *ic, struct error *err)
 			}
 		}
 		if (n == 0) {
-			error_set(err, ERR_UNAVAILABLE,
-				  imapparse_pending(&ic->parser) ?
-				  "connection closed by server in the middle "
-				  "of a response" :
-				  "connection closed by server");
+			if (imapparse_pending(&ic->parser))
+				error_set(err, ERR_UNAVAILABLE,
+					  "connection closed by server in the "
+					  "middle of a response");
+			else if (ic->bye)
+				error_set(err, ERR_UNAVAILABLE,
+					  "connection closed by server: %s",
+					  ic->bye);
+			else
+				error_set(err, ERR_UNAVAILABLE,
+					  "connection closed by server");
 			return die_conn(ic);
 		}
 		imapparse_feed(&ic->parser, chunk, (size_t)n);
@@ -205,6 +212,7 @@ static void free_client(struct imapclient *ic)
 	buf_release(&ic->mechs);
 	free(ic->host);
 	free(ic->greeting);
+	free(ic->bye);
 	free(ic);
 }
 
@@ -293,6 +301,15 @@ int imapclient_connect(const char *host, const char *port,
 	free(ic->host);
 	ic->host = name;
 
+	/*
+	 * The server takes a while to greet (imapd starts up); load the SASL
+	 * plugins meanwhile, which authenticating needs anyway. A failure
+	 * shows again, and is reported, when authenticating.
+	 */
+	if (!tls) {
+		struct error serr = ERROR_INIT;
+		saslclient_init(&serr);
+	}
 	if (tls && tls_start(fd, name, tls, &ic->tls, err) < 0)
 		goto fail;
 	if (read_reply(ic, err) < 0)
@@ -464,7 +481,10 @@ static int wait_tagged(struct imapclient *ic, const char *tag, bool want_cont,
 		case IMAP_REPLY_UNTAGGED:
 			dispatch_untagged(ic, cb, rock);
 			if (!strcasecmp(ic->reply.keyword, "BYE")) {
-				/* Text kept for the caller; the close follows. */
+				/* Kept to say why when the close follows. */
+				free(ic->bye);
+				ic->bye = xstrndup(ic->reply.text,
+						   ic->reply.textlen);
 			}
 			break;
 		case IMAP_REPLY_CONTINUATION:

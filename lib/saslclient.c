@@ -72,18 +72,25 @@ static int sasl_error(struct saslclient *sc, struct error *err, int r,
 			 "%s: %s", what, detail ? detail : "SASL error");
 }
 
+int saslclient_init(struct error *err)
+{
+	if (sasl_inited)
+		return 0;
+	int r = sasl_client_init(NULL);
+	if (r != SASL_OK)
+		return sasl_error(NULL, err, r, "cannot initialise SASL");
+	sasl_inited = true;
+	return 0;
+}
+
 int saslclient_new(const struct saslclient_opts *opts, const char *host,
 		   const char *local, const char *remote, unsigned ext_ssf,
 		   struct saslclient **sc_r, struct error *err)
 {
 	int r;
 
-	if (!sasl_inited) {
-		r = sasl_client_init(NULL);
-		if (r != SASL_OK)
-			return sasl_error(NULL, err, r, "cannot initialise SASL");
-		sasl_inited = true;
-	}
+	if (saslclient_init(err) < 0)
+		return -1;
 	struct saslclient *sc = xzmalloc(sizeof(*sc));
 	sc->opts = *opts;
 	sc->cb[0] = (sasl_callback_t){ SASL_CB_USER,

@@ -29,6 +29,12 @@ struct saslclient_opts {
 struct saslclient;
 
 /*
+ * Loads the SASL library's plugins (about 10 ms), once; saslclient_new
+ * does it if nobody did. Returns 0, or -1 with err.
+ */
+int saslclient_init(struct error *err);
+
+/*
  * host: the server's name; local/remote: "ip;port" strings or NULL.
  * ext_ssf: strength of a TLS layer already in place (0 for none).
  */

@@ -92,7 +92,7 @@ int tls_start(int fd, const char *host, const struct tls_opts *opts,
 	if (SSL_connect(c->ssl) != 1) {
 		long v = SSL_get_verify_result(c->ssl);
 		if (verify && v != X509_V_OK)
-			error_set(err, ERR_UNAVAILABLE,
+			error_set(err, ERR_PERM,
 				  "TLS: server certificate of '%s' not "
 				  "trusted: %s", host ? host : "",
 				  X509_verify_cert_error_string(v));

@@ -27,7 +27,9 @@ struct tls_conn;
 
 /*
  * Runs the handshake on fd (connected, blocking) for host. Returns 0 and
- * *conn_r, or -1 with err. fd stays the caller's.
+ * *conn_r, or -1 with err: ERR_PERM when the server's certificate was not
+ * trusted, ERR_CONFIG for unusable CA or client certificate files,
+ * ERR_UNAVAILABLE for any other handshake failure. fd stays the caller's.
  */
 int tls_start(int fd, const char *host, const struct tls_opts *opts,
 	      struct tls_conn **conn_r, struct error *err);

@@ -30,6 +30,10 @@
 # a key given there replaces the default one (Cyrus refuses a key given
 # twice).  To change the configuration of a running instance, edit
 # $CYR_CONF with that in mind; new imapd/lmtpd processes read it.
+# CYR_EXTRA_SERVICES: more lines for the SERVICES section of cyrus.conf,
+# e.g. an imaps service on a port of the test's choosing:
+#	imaps cmd="@REAL_BIN@/imapd -s -C @CYR_CONF@" listen="127.0.0.1:PORT"
+# (@REAL_BIN@ and @CYR_CONF@ become their values at instance_start).
 #
 # Never touches /etc/imapd.conf, /var/lib/cyrus or /var/spool/cyrus: every
 # real tool gets -C, master gets -C and -M, and every path in the private
@@ -158,6 +162,9 @@ umask: 077
 EOF
 	# cmd= is found in service_path (Debian: /usr/lib/cyrus/bin); -C is
 	# passed explicitly so that no child ever reads /etc/imapd.conf.
+	local extra=${CYR_EXTRA_SERVICES:-}
+	extra=${extra//@REAL_BIN@/$REAL_BIN}
+	extra=${extra//@CYR_CONF@/$CYR_CONF}
 	cat >"$CYR_MASTERCONF" <<EOF
 # private test instance, made by tests/lib/instance.sh
 START {
@@ -166,6 +173,7 @@ START {
 SERVICES {
 	imap		cmd="$REAL_BIN/imapd -C $CYR_CONF" listen="127.0.0.1:$CYR_PORT" prefork=0 maxchild=20
 	lmtpunix	cmd="$REAL_BIN/lmtpd -C $CYR_CONF" listen="$CYR_LMTP" prefork=0 maxchild=10
+$extra
 }
 EVENTS {
 }
@@ -248,7 +256,11 @@ instance_start()
 
 	# Foreground master (no -d) in the background: $! is its pid, and it
 	# is our child so we can wait for it.  -L keeps its stdout/stderr.
-	"$REAL_BIN/master" -C "$CYR_CONF" -M "$CYR_MASTERCONF" \
+	# setsid: master's SIGTERM handler signals its whole process group,
+	# which would kill every other instance started from the same shell;
+	# in a shell without job control setsid execs in place, so $! stays
+	# master's pid.
+	setsid "$REAL_BIN/master" -C "$CYR_CONF" -M "$CYR_MASTERCONF" \
 		-p "$CYR_DIR/master.pid" -L "$CYR_DIR/master.log" \
 		</dev/null >>"$CYR_DIR/master.log" 2>&1 &
 	# Not exported: a child script starts its own instance.

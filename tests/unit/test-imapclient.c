@@ -1,9 +1,15 @@
 /*
  * test-imapclient.c: the IMAP response reader against good, garbage,
  * truncated and oversized input (no crash, a clear error), the tokenizer,
- * and command formatting.
+ * command formatting, and a connection to a scripted server that goes away.
  */
 #include "harness.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "imapclient.h"
 #include "imapparse.h"
@@ -323,6 +329,82 @@ static void test_literal_suffix(void)
 	test_end();
 }
 
+/*
+ * A one-connection server in a child: greets, answers the first command
+ * (CAPABILITY) OK, then writes reply to the second and hangs up. Returns
+ * its port; *pid_r is the child.
+ */
+static int scripted_server(const char *reply, pid_t *pid_r)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(ls, 1) < 0 ||
+	    getsockname(ls, (struct sockaddr *)&sa, &sl) < 0)
+		return -1;
+	*pid_r = fork();
+	if (*pid_r == 0) {
+		char in[512];
+		int c = accept(ls, NULL, NULL);
+		static const char greet[] = "* OK hello\r\n";
+		static const char ok[] = "1 OK done\r\n";
+		if (c < 0 || write(c, greet, sizeof(greet) - 1) < 0 ||
+		    read(c, in, sizeof(in)) <= 0 ||
+		    write(c, ok, sizeof(ok) - 1) < 0 ||
+		    read(c, in, sizeof(in)) <= 0 ||
+		    write(c, reply, strlen(reply)) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(ls);
+	return ntohs(sa.sin_port);
+}
+
+static void lost_after(const char *title, const char *reply,
+		       const char *want)
+{
+	struct imapclient *ic = NULL;
+	struct error err = ERROR_INIT;
+	char port[16];
+	pid_t pid = -1;
+	test_begin(title);
+	int p = scripted_server(reply, &pid);
+	test_assert(p > 0);
+	snprintf(port, sizeof(port), "%d", p);
+	test_assert_int(imapclient_connect("127.0.0.1", port, NULL, &ic, &err),
+			0);
+	if (ic) {
+		test_assert_int(imapclient_run(ic, NULL, NULL, NULL, &err,
+					       "CAPABILITY"), IMAP_OK);
+		test_assert_int(imapclient_run(ic, NULL, NULL, NULL, &err,
+					       "CREATE %s", "x"), -1);
+		test_assert_str(err.msg, want);
+		test_assert(!imapclient_alive(ic));
+		/* A dead connection refuses further commands, quietly. */
+		test_assert_int(imapclient_run(ic, NULL, NULL, NULL, &err,
+					       "NOOP"), -1);
+		imapclient_close(&ic);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	test_end();
+}
+
+static void test_connection_lost(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	lost_after("imapclient: server hangs up at a command", "",
+		   "connection closed by server");
+	lost_after("imapclient: server says BYE, then hangs up",
+		   "* BYE going down\r\n",
+		   "connection closed by server: going down");
+	lost_after("imapclient: server hangs up in the middle of a response",
+		   "* LIST (\\Noselect) \".\" {10}\r\nab",
+		   "connection closed by server in the middle of a response");
+}
+
 int main(void)
 {
 	static void (*const tests[])(void) = {
@@ -334,6 +416,7 @@ int main(void)
 		test_tokenizer,
 		test_format,
 		test_literal_suffix,
+		test_connection_lost,
 		NULL,
 	};
 	return test_run(tests);
