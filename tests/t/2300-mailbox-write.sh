@@ -12,51 +12,6 @@ test_description='mailbox create, delete, rename'
 real_cyrus_available || test_skip_all "Debian's cyrus-imapd is not installed"
 [ "$(id -u)" = 0 ] || test_skip_all 'needs root to start master'
 
-# instance_pause: stop master and its children, keeping the store.
-instance_pause()
-{
-	local i=0 k kids
-	kids=$(pgrep -P "$CYR_MASTER_PID" 2>/dev/null | tr '\n' ' ')
-	kill -TERM "$CYR_MASTER_PID" 2>/dev/null
-	while kill -0 "$CYR_MASTER_PID" 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	wait "$CYR_MASTER_PID" 2>/dev/null
-	for k in $kids; do
-		i=0
-		while kill -0 "$k" 2>/dev/null && [ $i -lt 50 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-	done
-	return 0
-}
-
-# instance_resume: start master again on the same store (a few tries: a
-# master started right after the last one exited may find its listening
-# socket still taken and exit).
-instance_resume()
-{
-	local try deadline
-	for try in 1 2 3 4 5; do
-		"$REAL_BIN/master" -C "$CYR_CONF" -M "$CYR_MASTERCONF" \
-			-p "$CYR_DIR/master.pid" -L "$CYR_DIR/master.log" \
-			</dev/null >>"$CYR_DIR/master.log" 2>&1 &
-		CYR_MASTER_PID=$!
-		deadline=$((SECONDS + 30))
-		while kill -0 "$CYR_MASTER_PID" 2>/dev/null; do
-			[ -S "$CYR_LMTP" ] && _instance_greets && return 0
-			[ $SECONDS -ge $deadline ] && return 1
-			sleep 0.2
-		done
-		wait "$CYR_MASTER_PID"
-		echo "# master exited ($?), try $try" >&2
-		sleep 1
-	done
-	return 1
-}
-
 # set_conf KEY VALUE: replace or add an imapd.conf line (paused store).
 set_conf()
 {
