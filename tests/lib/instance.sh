@@ -9,6 +9,8 @@
 #	EOF
 #	instance_deliver bob [FOLDER] < message.eml   # over LMTP
 #	instance_fill                   # a small realistic store
+#	instance_pause / instance_resume  # stop master keeping the store,
+#	                                # and start it again on it
 #	instance_stop                   # also run at EXIT; safe to repeat
 #
 # Exported by instance_start:
