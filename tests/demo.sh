@@ -153,6 +153,41 @@ if have_cyrus ctl_cyrusdb; then
 	ls "$CYR_CONFIGDIR/db.backup1" 2>/dev/null | sed 's/^/  db.backup1\//'
 fi
 
+section "cyrus quota: the report, then -f -n (what a fix would change)"
+if have_cyrus quota; then
+	step "$CYRUS" quota -C "$CYR_CONF"
+	step "$CYRUS" quota -C "$CYR_CONF" -f -n
+fi
+
+section "cyrus reconstruct -n on a live store (reports, changes nothing)"
+if have_cyrus reconstruct; then
+	step "$CYRUS" reconstruct -C "$CYR_CONF" -n -r user.alice
+fi
+
+section "With the server stopped: mailbox create, delete, rename; reconstruct"
+instance_pause
+if have_cyrus mailbox; then
+	step "$CYRUS" mailbox create -C "$CYR_CONF" -v --quota 2048 user.dana
+	step "$CYRUS" mailbox create -C "$CYR_CONF" -v "user.dana.Old Mail"
+	step "$CYRUS" mailbox rename -C "$CYR_CONF" -v "user.dana.Old Mail" user.dana.Archive
+	step "$CYRUS" mailbox delete -C "$CYR_CONF" -v user.bob.Trash
+fi
+if have_cyrus reconstruct; then
+	mbdir=$("$CYRUS" mbpath -C "$CYR_CONF" user.alice)
+	echo "\$ rm $mbdir/cyrus.index   # a lost index"
+	rm -f "$mbdir/cyrus.index"
+	step "$CYRUS" reconstruct -C "$CYR_CONF" user.alice
+	as_cyrus "$REAL_BIN/reconstruct" -C "$CYR_CONF" -n user.alice 2>&1 |
+		sed 's/^/real reconstruct -n: /'
+fi
+instance_resume || echo "demo: master did not restart"
+echo "The real imapd serves what we wrote:"
+printf 'LIST "" "user.dana*"\nGETQUOTAROOT user.dana\n' |
+	instance_imap_script -k 2>&1 | grep -E "LIST|QUOTA"
+echo "alice's rebuilt INBOX, as alice sees it:"
+printf 'EXAMINE INBOX\nFETCH 1:* (FLAGS RFC822.SIZE)\n' |
+	instance_imap_script -k -u alice -w alice 2>&1 | grep -E "EXISTS|FETCH"
+
 section "Stopping the instance"
 pid=$CYR_MASTER_PID
 instance_stop
