@@ -6,17 +6,24 @@
  * exclusive fcntl lock on the file (lock_reopen), write the whole new
  * content to the fixed name "<file>.NEW", fsync it and rename it over the
  * file; readers without a transaction take no lock and read the current
- * file, which rename keeps whole.
+ * file, which rename keeps whole (so a mapping of it never changes).
  *
  * Unlike Cyrus, which rewrites the file on every store, a transaction
- * keeps its changes in memory (a hash table for lookups plus an array
- * sorted on demand) and writes the merged file once at commit, so a
- * transaction of N stores costs O(N log N + file size).
+ * collects its changes and writes the merged file once at commit, so a
+ * transaction of N stores costs O(N log N + file size) (O(N + file size)
+ * when the keys come in order, as in a conversion).
+ *
+ * Memory stays flat in the number of records: the file is mapped, not
+ * read, and indexed by one offset per line; a transaction's changes go to
+ * an unlinked spool file beside the database, and only 16 bytes per change
+ * (plus a hash slot and a sort rank once the keys come out of order) stay
+ * on the heap. Long forward scans give the pages behind them back.
  */
 #include "compat.h"
 
 #include <fcntl.h>
 #include <libgen.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,20 +37,20 @@
 
 #define ESCAPE 0xff
 
-/* One parsed line of the file: offsets of the encoded key and value. */
-struct rec {
-	size_t koff, klen, vlen; /* the value starts at koff + klen + 1 */
-};
+/* A forward scan gives back the pages of a mapping behind it this often. */
+#define DROP_WINDOW ((size_t)32 << 20)
+/* Spool bytes buffered in memory before they are written out. */
+#define SPOOL_BUF ((size_t)1 << 20)
 
 /*
- * One version of the file, read into memory and indexed. Shared by the
- * handle and by a foreach running without a transaction (which must keep
- * its version while a callback replaces the file).
+ * One version of the file, mapped and indexed. Shared by the handle and
+ * by a foreach running without a transaction (which must keep its version
+ * while a callback replaces the file).
  */
 struct snap {
-	char *base;
+	const char *base;  /* the mapping; NULL for an empty file */
 	size_t size;
-	struct rec *recs;
+	uint64_t *off;     /* start of each line; off[nrecs] == tail */
 	size_t nrecs;
 	size_t tail;       /* start of unparsable bytes; == size if none */
 	const char *why;   /* what is wrong at tail */
@@ -51,22 +58,40 @@ struct snap {
 	int refcount;
 };
 
-/* A pending change of a transaction; key and value are encoded. */
-struct ovr {
-	struct ovr *hnext;
-	char *ekey, *eval;
-	size_t eklen, evlen;
-	bool deleted;
+/*
+ * A pending change of a transaction: the encoded key, then the encoded
+ * value, at off in the spool.
+ */
+#define PEND_DELETED UINT32_MAX
+struct pend {
+	uint64_t off;
+	uint32_t klen;
+	uint32_t vlen; /* PEND_DELETED for a delete */
 };
 
 struct cyrusdb_txn {
-	struct ovr **hash;
-	size_t hsize;
-	struct ovr **order; /* every ovr once; sorted when is_sorted */
-	size_t n, alloc;
-	bool is_sorted;
 	bool shared;
 	unsigned long gen;  /* bumped by every change */
+	/* The spool: an unlinked file, [0, flushed) written and mapped
+	 * (map covers at least that much), the rest in wbuf. */
+	int sfd;
+	char *map;
+	size_t maplen;
+	uint64_t flushed;
+	struct buf wbuf;
+	/* The index of the changes, one per key. */
+	struct pend *pend;
+	size_t n, alloc;
+	/* While every new key came after the one before (a conversion),
+	 * pend[] is in key order and searched by bisection; after that, a
+	 * hash table (slot: hash << 32 | index + 1) finds keys, and
+	 * order[0..nsorted) lists indices in key order. */
+	bool in_order;
+	struct buf lastkey;
+	uint64_t *hash;
+	size_t hsize;
+	uint32_t *order;
+	size_t nsorted;
 };
 
 struct flatdb {
@@ -139,15 +164,50 @@ static int ecmp(const char *a, size_t alen, const char *b, size_t blen)
 	return cyrusdb_compar_mbox(a, alen, b, blen);
 }
 
+/*
+ * A forward scan of the mapping base is at pos: once it is DROP_WINDOW
+ * past *done, the pages in between go back to the page cache (they fault
+ * in again if read later), so that peak RSS does not grow with the file.
+ */
+static void drop_behind(const char *base, size_t *done, size_t pos)
+{
+	if (!base || pos < *done + DROP_WINDOW)
+		return;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t from = *done & ~(page - 1), to = pos & ~(page - 1);
+	if (to > from)
+		madvise((void *)(base + from), to - from, MADV_DONTNEED);
+	*done = to;
+}
+
 /* ---- snapshots ---- */
 
 static void snap_unref(struct snap *s)
 {
 	if (!s || --s->refcount > 0)
 		return;
-	free(s->base);
-	free(s->recs);
+	if (s->base)
+		munmap((void *)s->base, s->size);
+	free(s->off);
 	free(s);
+}
+
+/* The encoded key of record i. */
+static inline const char *rec_key(const struct snap *s, size_t i,
+				  size_t *klen)
+{
+	const char *p = s->base + s->off[i];
+	const char *tab = memchr(p, '\t', s->off[i + 1] - s->off[i]);
+	*klen = (size_t)(tab - p);
+	return p;
+}
+
+/* The encoded value of record i, whose key is klen long. */
+static inline const char *rec_val(const struct snap *s, size_t i,
+				  size_t klen, size_t *vlen)
+{
+	*vlen = s->off[i + 1] - s->off[i] - klen - 2;
+	return s->base + s->off[i] + klen + 1;
 }
 
 /*
@@ -158,7 +218,7 @@ static void snap_unref(struct snap *s)
  */
 static void snap_parse(struct snap *s)
 {
-	size_t off = 0, alloc = 0;
+	size_t off = 0, alloc = 0, done = 0;
 	while (off < s->size) {
 		const char *p = s->base + off;
 		size_t left = s->size - off;
@@ -172,16 +232,17 @@ static void snap_parse(struct snap *s)
 			s->why = "last line not terminated by LF";
 			break;
 		}
-		if (s->nrecs == alloc) {
+		if (s->nrecs + 1 >= alloc) {
 			alloc = alloc ? 2 * alloc : 64;
-			s->recs = xrealloc(s->recs, alloc * sizeof(*s->recs));
+			s->off = xrealloc(s->off, alloc * sizeof(*s->off));
 		}
-		s->recs[s->nrecs].koff = off;
-		s->recs[s->nrecs].klen = (size_t)(tab - p);
-		s->recs[s->nrecs].vlen = (size_t)(lf - (tab + 1));
-		s->nrecs++;
+		s->off[s->nrecs++] = off;
 		off = (size_t)(lf - s->base) + 1;
+		drop_behind(s->base, &done, off);
 	}
+	if (!s->off)
+		s->off = xmalloc(sizeof(*s->off));
+	s->off[s->nrecs] = off;
 	s->tail = off;
 }
 
@@ -195,30 +256,24 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-/* Reads db->fd (described by st) into a new snapshot. */
+/* Maps db->fd (described by st) into a new snapshot. */
 static int snap_load(struct flatdb *db, const struct stat *st)
 {
 	struct snap *s = xzmalloc(sizeof(*s));
 	s->refcount = 1;
 	s->st = *st;
 	s->size = (size_t)st->st_size;
-	s->base = xmalloc(s->size + 1);
-	size_t got = 0;
-	while (got < s->size) {
-		ssize_t n = pread(db->fd, s->base + got, s->size - got,
-				  (off_t)got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int e = n < 0 ? errno : 0;
-			snap_unref(s);
+	if (s->size) {
+		void *m = mmap(NULL, s->size, PROT_READ, MAP_SHARED, db->fd, 0);
+		if (m == MAP_FAILED) {
+			int e = errno;
+			free(s);
 			return cyrusdb_seterr(&db->base, CYRUSDB_IOERROR,
-					      "cannot read '%s': %s", db->path,
-					      e ? strerror(e) : "file shrank");
+					      "cannot map '%s': %s", db->path,
+					      strerror(e));
 		}
-		got += (size_t)n;
+		s->base = m;
 	}
-	s->base[s->size] = '\0';
 	snap_parse(s);
 	snap_unref(db->snap);
 	db->snap = s;
@@ -262,9 +317,9 @@ static size_t snap_lower(const struct snap *s, const char *ekey, size_t eklen)
 {
 	size_t lo = 0, hi = s->nrecs;
 	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct rec *r = &s->recs[mid];
-		if (ecmp(s->base + r->koff, r->klen, ekey, eklen) < 0)
+		size_t mid = lo + (hi - lo) / 2, klen;
+		const char *k = rec_key(s, mid, &klen);
+		if (ecmp(k, klen, ekey, eklen) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -272,114 +327,322 @@ static size_t snap_lower(const struct snap *s, const char *ekey, size_t eklen)
 	return lo;
 }
 
-static const struct rec *snap_find(const struct snap *s, const char *ekey,
-				   size_t eklen)
+/* Index of the record of ekey, or SIZE_MAX. */
+static size_t snap_find(const struct snap *s, const char *ekey, size_t eklen)
 {
-	size_t i = snap_lower(s, ekey, eklen);
-	if (i < s->nrecs && !ecmp(s->base + s->recs[i].koff, s->recs[i].klen,
-				  ekey, eklen))
-		return &s->recs[i];
-	return NULL;
+	size_t i = snap_lower(s, ekey, eklen), klen;
+	if (i < s->nrecs) {
+		const char *k = rec_key(s, i, &klen);
+		if (!ecmp(k, klen, ekey, eklen))
+			return i;
+	}
+	return SIZE_MAX;
+}
+
+/* ---- the spool of a transaction ---- */
+
+/* Valid until the next spool_append. */
+static inline const char *spool_ptr(const struct cyrusdb_txn *t,
+				    uint64_t off)
+{
+	return off >= t->flushed ? t->wbuf.s + (off - t->flushed)
+				 : t->map + off;
+}
+
+static inline const char *pend_key(const struct cyrusdb_txn *t,
+				   const struct pend *p)
+{
+	return spool_ptr(t, p->off);
+}
+
+static inline const char *pend_val(const struct cyrusdb_txn *t,
+				   const struct pend *p)
+{
+	return spool_ptr(t, p->off + p->klen);
+}
+
+/* An unlinked file in the database's directory (its filesystem, its
+ * owner): never seen by anyone, gone when closed, also after a crash. */
+static int spool_open(struct flatdb *db, struct cyrusdb_txn *t)
+{
+	char *copy = xstrdup(db->path);
+	int fd = open(dirname(copy), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	free(copy);
+	if (fd < 0) {
+		/* No O_TMPFILE here: a named file, unlinked at once. */
+		char *name = xasprintf("%s.TXN.XXXXXX", db->path);
+		fd = mkostemp(name, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(name);
+		free(name);
+	}
+	if (fd < 0)
+		return cyrusdb_seterr(&db->base, CYRUSDB_IOERROR, "cannot "
+				      "create a transaction file beside '%s': "
+				      "%s", db->path, strerror(errno));
+	t->sfd = fd;
+	return 0;
+}
+
+/* Writes wbuf out and keeps the mapping covering all that is written. */
+static int spool_flush(struct cyrusdb_txn *t)
+{
+	size_t off = 0;
+	while (off < t->wbuf.len) {
+		ssize_t k = pwrite(t->sfd, t->wbuf.s + off, t->wbuf.len - off,
+				   (off_t)(t->flushed + off));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			if (!k)
+				errno = EIO;
+			return -1;
+		}
+		off += (size_t)k;
+	}
+	t->flushed += off;
+	buf_reset(&t->wbuf);
+	if (t->flushed <= t->maplen)
+		return 0;
+	/* The mapping may reach past the end of the file: only the
+	 * written part is ever read. */
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t want = t->maplen ? 2 * t->maplen : 8 * SPOOL_BUF;
+	while (want < t->flushed)
+		want *= 2;
+	want = (want + page - 1) & ~(page - 1);
+	void *m = t->map ? mremap(t->map, t->maplen, want, MREMAP_MAYMOVE)
+			 : mmap(NULL, want, PROT_READ, MAP_SHARED, t->sfd, 0);
+	if (m == MAP_FAILED) {
+		int e = errno;
+		if (t->map)
+			munmap(t->map, t->maplen);
+		t->map = NULL;
+		t->maplen = 0;
+		errno = e;
+		return -1;
+	}
+	t->map = m;
+	t->maplen = want;
+	return 0;
+}
+
+/* Appends key and value (NULL: a delete) to the spool; off_r gets
+ * where. Invalidates pointers into the spool. */
+static int spool_append(struct flatdb *db, struct cyrusdb_txn *t,
+			const char *ekey, size_t eklen, const char *eval,
+			size_t evlen, uint64_t *off_r)
+{
+	if (t->sfd < 0 && spool_open(db, t))
+		return CYRUSDB_IOERROR;
+	if (t->wbuf.len && t->wbuf.len + eklen + evlen > SPOOL_BUF &&
+	    spool_flush(t) < 0)
+		return cyrusdb_seterr(&db->base, CYRUSDB_IOERROR, "cannot "
+				      "write the transaction file of '%s': %s",
+				      db->path, strerror(errno));
+	*off_r = t->flushed + t->wbuf.len;
+	buf_add(&t->wbuf, ekey, eklen);
+	if (eval)
+		buf_add(&t->wbuf, eval, evlen);
+	return 0;
 }
 
 /* ---- pending changes ---- */
 
-static uint64_t hash_bytes(const char *s, size_t len)
+static uint32_t hash_bytes(const char *s, size_t len)
 {
 	uint64_t h = 14695981039346656037ULL;
 	for (size_t i = 0; i < len; i++) {
 		h ^= (unsigned char)s[i];
 		h *= 1099511628211ULL;
 	}
-	return h;
+	return (uint32_t)(h ^ (h >> 32));
 }
 
-static struct ovr *ovr_find(const struct cyrusdb_txn *t, const char *ekey,
-			    size_t eklen)
+static bool pend_is(const struct cyrusdb_txn *t, const struct pend *p,
+		    const char *ekey, size_t eklen)
 {
-	if (!t->hsize)
-		return NULL;
-	struct ovr *o = t->hash[hash_bytes(ekey, eklen) & (t->hsize - 1)];
-	for (; o; o = o->hnext)
-		if (o->eklen == eklen && !memcmp(o->ekey, ekey, eklen))
-			return o;
-	return NULL;
+	return p->klen == eklen && !memcmp(pend_key(t, p), ekey, eklen);
+}
+
+/* The slot position and tag are both the 32-bit hash: growing the table
+ * needs no key. */
+static void hash_put(uint64_t *tab, size_t size, uint32_t h, size_t idx)
+{
+	size_t b = h & (size - 1);
+	while (tab[b])
+		b = (b + 1) & (size - 1);
+	tab[b] = (uint64_t)h << 32 | (uint64_t)(idx + 1);
 }
 
 static void hash_grow(struct cyrusdb_txn *t)
 {
 	size_t nsize = t->hsize ? 2 * t->hsize : 1024;
-	struct ovr **nh = xcalloc(nsize, sizeof(*nh));
-	for (size_t i = 0; i < t->n; i++) {
-		struct ovr *o = t->order[i];
-		size_t b = hash_bytes(o->ekey, o->eklen) & (nsize - 1);
-		o->hnext = nh[b];
-		nh[b] = o;
+	while (nsize / 2 < t->n + 1)
+		nsize *= 2;
+	uint64_t *nh = xcalloc(nsize, sizeof(*nh));
+	if (t->hsize) {
+		for (size_t i = 0; i < t->hsize; i++)
+			if (t->hash[i])
+				hash_put(nh, nsize, (uint32_t)(t->hash[i] >> 32),
+					 (size_t)(uint32_t)t->hash[i] - 1);
+	} else {
+		for (size_t i = 0; i < t->n; i++) {
+			const struct pend *p = &t->pend[i];
+			hash_put(nh, nsize,
+				 hash_bytes(pend_key(t, p), p->klen), i);
+		}
 	}
 	free(t->hash);
 	t->hash = nh;
 	t->hsize = nsize;
 }
 
-/* Records a store (eval != NULL) or a delete of an encoded key. */
-static void ovr_set(struct cyrusdb_txn *t, const char *ekey, size_t eklen,
-		    const char *eval, size_t evlen)
+/* Index of the pending change of ekey, or SIZE_MAX. */
+static size_t ovr_find(const struct cyrusdb_txn *t, const char *ekey,
+		       size_t eklen)
 {
-	struct ovr *o = ovr_find(t, ekey, eklen);
-	t->gen++;
-	if (o) {
-		free(o->eval);
-		o->eval = eval ? xmemdup(eval, evlen + 1) : NULL;
-		o->evlen = eval ? evlen : 0;
-		o->deleted = !eval;
-		return;
+	if (!t->n)
+		return SIZE_MAX;
+	if (t->in_order) {
+		size_t lo = 0, hi = t->n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const struct pend *p = &t->pend[mid];
+			int c = ecmp(pend_key(t, p), p->klen, ekey, eklen);
+			if (!c)
+				return mid;
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return SIZE_MAX;
 	}
-	if (t->n + 1 > t->hsize / 4 * 3)
-		hash_grow(t);
-	o = xzmalloc(sizeof(*o));
-	o->ekey = xmemdup(ekey, eklen + 1);
-	o->eklen = eklen;
-	o->eval = eval ? xmemdup(eval, evlen + 1) : NULL;
-	o->evlen = eval ? evlen : 0;
-	o->deleted = !eval;
-	size_t b = hash_bytes(ekey, eklen) & (t->hsize - 1);
-	o->hnext = t->hash[b];
-	t->hash[b] = o;
+	uint32_t h = hash_bytes(ekey, eklen);
+	for (size_t b = h & (t->hsize - 1);; b = (b + 1) & (t->hsize - 1)) {
+		uint64_t slot = t->hash[b];
+		if (!slot)
+			return SIZE_MAX;
+		size_t idx = (size_t)(uint32_t)slot - 1;
+		if ((uint32_t)(slot >> 32) == h &&
+		    pend_is(t, &t->pend[idx], ekey, eklen))
+			return idx;
+	}
+}
+
+/* Records a store (eval != NULL) or a delete of an encoded key. */
+static int ovr_set(struct flatdb *db, struct cyrusdb_txn *t,
+		   const char *ekey, size_t eklen, const char *eval,
+		   size_t evlen)
+{
+	if (eklen >= UINT32_MAX || evlen >= UINT32_MAX)
+		return cyrusdb_seterr(&db->base, CYRUSDB_IOERROR, "'%s': "
+				      "record too large", db->path);
+	/* In order (a conversion): a key after the last one is new. */
+	bool after = t->in_order && (!t->n || ecmp(t->lastkey.s,
+						    t->lastkey.len, ekey,
+						    eklen) < 0);
+	size_t idx = after ? SIZE_MAX : ovr_find(t, ekey, eklen);
+	uint64_t off = 0;
+	int r = spool_append(db, t, ekey, eklen, eval, evlen, &off);
+	if (r)
+		return r;
+	t->gen++;
+	if (idx != SIZE_MAX) {
+		t->pend[idx].off = off;
+		t->pend[idx].vlen = eval ? (uint32_t)evlen : PEND_DELETED;
+		return 0;
+	}
+	if (t->n >= UINT32_MAX - 1)
+		return cyrusdb_seterr(&db->base, CYRUSDB_FULL, "'%s': too "
+				      "many changes in one transaction",
+				      db->path);
 	if (t->n == t->alloc) {
 		t->alloc = t->alloc ? 2 * t->alloc : 256;
-		t->order = xrealloc(t->order, t->alloc * sizeof(*t->order));
+		t->pend = xrealloc(t->pend, t->alloc * sizeof(*t->pend));
 	}
-	/* In-order appends (conversions) keep the array sorted for free. */
-	if (t->n && ecmp(t->order[t->n - 1]->ekey, t->order[t->n - 1]->eklen,
-			 ekey, eklen) > 0)
-		t->is_sorted = false;
-	t->order[t->n++] = o;
+	if (t->in_order && !after) {
+		/* Out of order from here: what came so far is sorted. */
+		t->in_order = false;
+		t->order = xmalloc((t->n + 1) * sizeof(*t->order));
+		for (size_t i = 0; i < t->n; i++)
+			t->order[i] = (uint32_t)i;
+		t->nsorted = t->n;
+		buf_release(&t->lastkey);
+		hash_grow(t);
+	}
+	t->pend[t->n].off = off;
+	t->pend[t->n].klen = (uint32_t)eklen;
+	t->pend[t->n].vlen = eval ? (uint32_t)evlen : PEND_DELETED;
+	if (t->in_order) {
+		buf_set(&t->lastkey, ekey, eklen);
+	} else {
+		if (t->n + 1 > t->hsize / 2)
+			hash_grow(t);
+		hash_put(t->hash, t->hsize, hash_bytes(ekey, eklen), t->n);
+	}
+	t->n++;
+	return 0;
 }
 
-static int ovr_qcmp(const void *a, const void *b)
+static int ovr_qcmp(const void *a, const void *b, void *rock)
 {
-	const struct ovr *x = *(struct ovr *const *)a;
-	const struct ovr *y = *(struct ovr *const *)b;
-	return ecmp(x->ekey, x->eklen, y->ekey, y->eklen);
+	const struct cyrusdb_txn *t = rock;
+	const struct pend *x = &t->pend[*(const uint32_t *)a];
+	const struct pend *y = &t->pend[*(const uint32_t *)b];
+	return ecmp(pend_key(t, x), x->klen, pend_key(t, y), y->klen);
 }
 
+/* Makes order[] cover every change: sorts the new ones, merges. */
 static void ovr_sort(struct cyrusdb_txn *t)
 {
-	if (!t->is_sorted) {
-		qsort(t->order, t->n, sizeof(*t->order), ovr_qcmp);
-		t->is_sorted = true;
+	if (t->in_order || t->nsorted == t->n)
+		return;
+	size_t old = t->nsorted, n = t->n;
+	uint32_t *o = xmalloc(n * sizeof(*o));
+	uint32_t *fresh = o + old; /* sorted here, then merged */
+	for (size_t i = old; i < n; i++)
+		fresh[i - old] = (uint32_t)i;
+	qsort_r(fresh, n - old, sizeof(*fresh), ovr_qcmp, t);
+	if (old) {
+		/* Merge order[0..old) and fresh[] from the back into o. */
+		uint32_t *tmp = xmalloc((n - old) * sizeof(*tmp));
+		memcpy(tmp, fresh, (n - old) * sizeof(*tmp));
+		size_t i = old, j = n - old, k = n;
+		while (j) {
+			if (i && ovr_qcmp(&t->order[i - 1], &tmp[j - 1], t) > 0)
+				o[--k] = t->order[--i];
+			else
+				o[--k] = tmp[--j];
+		}
+		while (i) {
+			--i;
+			o[--k] = t->order[i];
+		}
+		free(tmp);
 	}
+	free(t->order);
+	t->order = o;
+	t->nsorted = n;
 }
 
-/* Index of the first pending change whose key is > ekey (or >= if eq). */
+/* The rank-th change in key order (after ovr_sort). */
+static inline const struct pend *ovr_rank(const struct cyrusdb_txn *t,
+					  size_t rank)
+{
+	return &t->pend[t->in_order ? rank : t->order[rank]];
+}
+
+/* Rank of the first pending change whose key is > ekey (or >= if eq). */
 static size_t ovr_bound(const struct cyrusdb_txn *t, const char *ekey,
 			size_t eklen, bool strictly_after)
 {
 	size_t lo = 0, hi = t->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = ecmp(t->order[mid]->ekey, t->order[mid]->eklen, ekey,
-			     eklen);
+		const struct pend *p = ovr_rank(t, mid);
+		int c = ecmp(pend_key(t, p), p->klen, ekey, eklen);
 		if (c < 0 || (strictly_after && c == 0))
 			lo = mid + 1;
 		else
@@ -390,13 +653,15 @@ static size_t ovr_bound(const struct cyrusdb_txn *t, const char *ekey,
 
 static void txn_free(struct cyrusdb_txn *t)
 {
-	for (size_t i = 0; i < t->n; i++) {
-		free(t->order[i]->ekey);
-		free(t->order[i]->eval);
-		free(t->order[i]);
-	}
-	free(t->order);
+	if (t->map)
+		munmap(t->map, t->maplen);
+	if (t->sfd >= 0)
+		close(t->sfd);
+	buf_release(&t->wbuf);
+	buf_release(&t->lastkey);
+	free(t->pend);
 	free(t->hash);
+	free(t->order);
 	free(t);
 }
 
@@ -424,8 +689,11 @@ static int txn_begin(struct flatdb *db, struct cyrusdb_txn **tid_r)
 		}
 	}
 	struct cyrusdb_txn *t = xzmalloc(sizeof(*t));
-	t->is_sorted = true;
+	t->in_order = true;
 	t->shared = shared;
+	t->sfd = -1;
+	buf_init(&t->wbuf);
+	buf_init(&t->lastkey);
 	db->txn = t;
 	db->txn_serial++;
 	*tid_r = t;
@@ -515,27 +783,33 @@ static int write_merged(struct flatdb *db, struct cyrusdb_txn *t, int fd)
 {
 	struct snap *s = db->snap;
 	struct writer w = { fd, BUF_INIT, 0 };
-	size_t i = 0, j = 0;
+	size_t i = 0, j = 0, sdone = 0, tdone = 0;
 	ovr_sort(t);
 	while (i < s->nrecs || j < t->n) {
-		const struct rec *r = i < s->nrecs ? &s->recs[i] : NULL;
-		const struct ovr *o = j < t->n ? t->order[j] : NULL;
-		int c = !o ? -1 : !r ? 1 : ecmp(s->base + r->koff, r->klen,
-						 o->ekey, o->eklen);
+		const struct pend *o = j < t->n ? ovr_rank(t, j) : NULL;
+		size_t klen = 0;
+		const char *k = i < s->nrecs ? rec_key(s, i, &klen) : NULL;
+		int c = !o ? -1 : !k ? 1 : ecmp(k, klen, pend_key(t, o),
+						 o->klen);
 		if (c < 0) {
 			/* Unchanged line: copied byte for byte. */
-			w_add(&w, s->base + r->koff, r->klen + r->vlen + 2);
+			w_add(&w, k, s->off[i + 1] - s->off[i]);
 			i++;
+			drop_behind(s->base, &sdone, s->off[i]);
 			continue;
 		}
 		if (c == 0)
 			i++;
-		if (!o->deleted)
-			w_line(&w, o->ekey, o->eklen, o->eval, o->evlen);
+		if (o->vlen != PEND_DELETED)
+			w_line(&w, pend_key(t, o), o->klen, pend_val(t, o),
+			       o->vlen);
+		if (t->in_order && o->off < t->flushed)
+			drop_behind(t->map, &tdone, o->off);
 		j++;
 	}
 	/* Like Cyrus, keep bytes we cannot parse at the end of the file. */
-	w_add(&w, s->base + s->tail, s->size - s->tail);
+	if (s->tail < s->size)
+		w_add(&w, s->base + s->tail, s->size - s->tail);
 	size_t off = 0;
 	while (!w.err && off < w.out.len) {
 		ssize_t k = write(fd, w.out.s + off, w.out.len - off);
@@ -628,18 +902,19 @@ static int flat_fetch(struct cyrusdb *base, const char *key, size_t keylen,
 	if (r)
 		return r;
 	encode(key, keylen, &db->ekey);
-	const struct ovr *o = t ? ovr_find(t, db->ekey.s, db->ekey.len) : NULL;
-	if (o) {
-		if (o->deleted)
+	size_t oi = t ? ovr_find(t, db->ekey.s, db->ekey.len) : SIZE_MAX;
+	if (oi != SIZE_MAX) {
+		const struct pend *o = &t->pend[oi];
+		if (o->vlen == PEND_DELETED)
 			return CYRUSDB_NOTFOUND;
-		decode(o->eval, o->evlen, &db->val);
+		decode(pend_val(t, o), o->vlen, &db->val);
 	} else {
-		const struct rec *rec = snap_find(db->snap, db->ekey.s,
-						  db->ekey.len);
-		if (!rec)
+		const struct snap *s = db->snap;
+		size_t i = snap_find(s, db->ekey.s, db->ekey.len), vlen;
+		if (i == SIZE_MAX)
 			return CYRUSDB_NOTFOUND;
-		decode(db->snap->base + rec->koff + rec->klen + 1, rec->vlen,
-		       &db->val);
+		const char *v = rec_val(s, i, db->ekey.len, &vlen);
+		decode(v, vlen, &db->val);
 	}
 	if (data)
 		*data = db->val.s;
@@ -665,6 +940,7 @@ static int flat_foreach(struct cyrusdb *base, const char *prefix,
 	s->refcount++;
 	encode(prefix ? prefix : "", prefix ? prefixlen : 0, &epfx);
 	size_t i = snap_lower(s, epfx.s, epfx.len), j = 0;
+	size_t sdone = s->off[i];
 	unsigned long gen = 0;
 	if (t) {
 		ovr_sort(t);
@@ -672,18 +948,18 @@ static int flat_foreach(struct cyrusdb *base, const char *prefix,
 		gen = t->gen;
 	}
 	for (;;) {
-		const struct rec *rec = i < s->nrecs ? &s->recs[i] : NULL;
-		const struct ovr *o = t && j < t->n ? t->order[j] : NULL;
-		const char *ek, *ev;
-		size_t eklen, evlen;
-		int c = !o ? -1 : !rec ? 1 : ecmp(s->base + rec->koff,
-						   rec->klen, o->ekey,
-						   o->eklen);
-		if (o && o->deleted && (!rec || c > 0)) {
+		const struct pend *o = t && j < t->n ? ovr_rank(t, j) : NULL;
+		const char *ek = NULL, *ev;
+		size_t eklen = 0, evlen;
+		if (i < s->nrecs)
+			ek = rec_key(s, i, &eklen);
+		int c = !o ? -1 : !ek ? 1 : ecmp(ek, eklen, pend_key(t, o),
+						  o->klen);
+		if (o && o->vlen == PEND_DELETED && (!ek || c > 0)) {
 			j++; /* a delete of a key that is not in the file */
 			continue;
 		}
-		if (!rec && !o) {
+		if (!ek && !o) {
 			if (s->tail < s->size)
 				r = cyrusdb_seterr(base, CYRUSDB_IOERROR,
 						   "'%s': offset %zu: %s",
@@ -691,21 +967,19 @@ static int flat_foreach(struct cyrusdb *base, const char *prefix,
 			break;
 		}
 		if (c < 0) {
-			ek = s->base + rec->koff;
-			eklen = rec->klen;
-			ev = ek + eklen + 1;
-			evlen = rec->vlen;
+			ev = rec_val(s, i, eklen, &evlen);
 			i++;
+			drop_behind(s->base, &sdone, s->off[i]);
 		} else {
 			if (c == 0)
 				i++;
 			j++;
-			if (o->deleted)
+			if (o->vlen == PEND_DELETED)
 				continue;
-			ek = o->ekey;
-			eklen = o->eklen;
-			ev = o->eval;
-			evlen = o->evlen;
+			ek = pend_key(t, o);
+			eklen = o->klen;
+			ev = pend_val(t, o);
+			evlen = o->vlen;
 		}
 		if (eklen < epfx.len || memcmp(ek, epfx.s, epfx.len))
 			break;
@@ -713,7 +987,8 @@ static int flat_foreach(struct cyrusdb *base, const char *prefix,
 		decode(ev, evlen, &v);
 		if (p && !p(rock, k.s, k.len, v.s, v.len))
 			continue;
-		buf_set(&last, ek, eklen);
+		if (t)
+			buf_set(&last, ek, eklen);
 		r = cb(rock, k.s, k.len, v.s, v.len);
 		if (r)
 			break;
@@ -775,10 +1050,11 @@ static int flat_write(struct flatdb *db, const char *key, size_t keylen,
 	}
 	encode(key, keylen, &db->ekey);
 	if (!overwrite || !data) {
-		const struct ovr *o = ovr_find(t, db->ekey.s, db->ekey.len);
-		bool exists = o ? !o->deleted
-				: snap_find(db->snap, db->ekey.s,
-					    db->ekey.len) != NULL;
+		size_t oi = ovr_find(t, db->ekey.s, db->ekey.len);
+		bool exists = oi != SIZE_MAX
+				      ? t->pend[oi].vlen != PEND_DELETED
+				      : snap_find(db->snap, db->ekey.s,
+						  db->ekey.len) != SIZE_MAX;
 		if (data && exists) {
 			r = cyrusdb_seterr(&db->base, CYRUSDB_EXISTS,
 					   "'%s': key exists", db->path);
@@ -795,7 +1071,8 @@ static int flat_write(struct flatdb *db, const char *key, size_t keylen,
 	}
 	if (data)
 		encode(data, datalen, &eval);
-	ovr_set(t, db->ekey.s, db->ekey.len, data ? eval.s : NULL, eval.len);
+	r = ovr_set(db, t, db->ekey.s, db->ekey.len, data ? eval.s : NULL,
+		    eval.len);
 out:
 	buf_release(&eval);
 	if (!tid) {

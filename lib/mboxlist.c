@@ -69,8 +69,10 @@ static struct mboxlist_entry *entry_copy(const struct mboxlist_entry *src)
 	return e;
 }
 
-void mboxlist_mbtype_to_string(uint32_t mbtype, struct buf *out)
+/* The letters of mbtype into t (at most 8 bytes and a NUL); their count. */
+static size_t mbtype_letters(uint32_t mbtype, char *t)
 {
+	size_t n = 0;
 	static const char kinds[16] = {
 		[MBTYPE_EMAIL] = 'e',	   [MBTYPE_NETNEWS] = 'n',
 		[MBTYPE_JMAPSUBMIT] = 's', [MBTYPE_JMAPPUSHSUB] = 'p',
@@ -86,10 +88,18 @@ void mboxlist_mbtype_to_string(uint32_t mbtype, struct buf *out)
 		{ MBTYPE_INTERMEDIATE, 'i' }, { MBTYPE_LEGACY_DIRS, 'l' },
 	};
 	if (kinds[MBTYPE_KIND(mbtype)])
-		buf_addch(out, kinds[MBTYPE_KIND(mbtype)]);
+		t[n++] = kinds[MBTYPE_KIND(mbtype)];
 	for (size_t i = 0; i < ARRAY_SIZE(flags); i++)
 		if (mbtype & flags[i].bit)
-			buf_addch(out, flags[i].c);
+			t[n++] = flags[i].c;
+	t[n] = '\0';
+	return n;
+}
+
+void mboxlist_mbtype_to_string(uint32_t mbtype, struct buf *out)
+{
+	char t[16];
+	buf_add(out, t, mbtype_letters(mbtype, t));
 }
 
 int mboxlist_mbtype_from_string(const char *s, uint32_t *mbtype_r,
@@ -549,24 +559,337 @@ void mboxlist_close(struct mboxlist **mlp)
 	free(ml);
 }
 
+/*
+ * The decoding of foreach without allocations: the N record's dlist
+ * value, in the shape Cyrus writes it (single-letter keys, scalar values,
+ * A as a kvlist of scalars, H as a list of such kvlists), is scanned in
+ * place and every string is copied into one arena that is reused from
+ * record to record; the entry it fills borrows from the arena. Whatever
+ * else a value holds (literals, nested lists elsewhere, a bad key, an
+ * unknown type letter, a second A or H) goes to mboxlist_decode(), which
+ * decides; so both paths give the same entry for every input.
+ */
+struct fast {
+	struct buf arena; /* never reallocated while a record is decoded */
+	struct mboxlist_history *hist;
+	size_t halloc;
+};
+
+struct fscan {
+	const char *p, *end;
+	struct buf *a;
+};
+
+/* n bytes and a NUL into the arena; NULL when it is full. */
+static char *arena_put(struct buf *a, const char *s, size_t n)
+{
+	if (a->len + n + 1 >= a->alloc)
+		return NULL;
+	char *d = a->s + a->len;
+	memcpy(d, s, n);
+	d[n] = '\0';
+	a->len += n + 1;
+	return d;
+}
+
+/* mboxname_dbname_to_intname into the arena: a plain name (no domain,
+ * no DELETED prefix, no empty level, no NUL) is mapped byte by byte. */
+static char *fast_intname(const struct mboxname_ns *ns, const char *db,
+			  size_t len, struct buf *a)
+{
+	const char *sep = len ? memchr(db, MBOXNAME_DB_HIERSEP, len) : NULL;
+	size_t first = sep ? (size_t)(sep - db) : len;
+	bool plain = len && db[0] != MBOXNAME_DB_HIERSEP &&
+		     db[len - 1] != MBOXNAME_DB_HIERSEP &&
+		     !memchr(db, '\0', len) &&
+		     !memchr(db, MBOXNAME_DB_DOMAINSEP, len) &&
+		     !(ns->deletedprefix &&
+		       strlen(ns->deletedprefix) == first &&
+		       !memcmp(db, ns->deletedprefix, first));
+	if (!plain) {
+		char *s = mboxname_dbname_to_intname(ns, db, len);
+		char *r = arena_put(a, s, strlen(s));
+		free(s);
+		return r;
+	}
+	if (a->len + len + 1 >= a->alloc)
+		return NULL;
+	char *d = a->s + a->len;
+	for (size_t i = 0; i < len; i++) {
+		char c = db[i];
+		if (c == MBOXNAME_DB_HIERSEP) {
+			if (db[i + 1] == MBOXNAME_DB_HIERSEP)
+				return NULL; /* an empty level: general path */
+			c = '.';
+		} else if (c == '.') {
+			c = '^';
+		}
+		d[i] = c;
+	}
+	d[len] = '\0';
+	a->len += len + 1;
+	return d;
+}
+
+/* One scalar as dlist's parse_string reads it: *s_r NULL for NIL. */
+static int fs_string(struct fscan *sc, char **s_r)
+{
+	const char *p = sc->p;
+	if (p >= sc->end || *p == '{' || *p == '(' || *p == '%')
+		return -1;
+	if (*p == '"') {
+		struct buf *a = sc->a;
+		char *start = a->s + a->len, *d = start;
+		char *lim = a->s + a->alloc - 1;
+		p++;
+		while (p < sc->end) {
+			char c = *p++;
+			if (c == '"') {
+				*d = '\0';
+				a->len = (size_t)(d + 1 - a->s);
+				sc->p = p;
+				*s_r = start;
+				return 0;
+			}
+			if (c == '\\') {
+				if (p >= sc->end)
+					return -1;
+				c = *p++;
+			}
+			if (d >= lim)
+				return -1;
+			*d++ = c;
+		}
+		return -1;
+	}
+	/* A bare atom: up to the next space, less trailing ')'. */
+	const char *sp = memchr(p, ' ', (size_t)(sc->end - p));
+	if (!sp)
+		sp = sc->end;
+	while (sp > p && sp[-1] == ')')
+		sp--;
+	sc->p = sp;
+	if (sp - p == 3 && !memcmp(p, "NIL", 3)) {
+		*s_r = NULL;
+		return 0;
+	}
+	*s_r = arena_put(sc->a, p, (size_t)(sp - p));
+	return *s_r ? 0 : -1;
+}
+
+/* After an item: ' ' and more (0), or the closing ')' (1), or -1. */
+static int fs_next(struct fscan *sc)
+{
+	if (sc->p >= sc->end)
+		return -1;
+	if (*sc->p == ')') {
+		sc->p++;
+		return 1;
+	}
+	if (*sc->p != ' ' || ++sc->p >= sc->end)
+		return -1;
+	return 0;
+}
+
+/* A single-letter key and its space. */
+static int fs_key(struct fscan *sc, char *k_r)
+{
+	if (sc->end - sc->p < 3 || sc->p[1] != ' ' || sc->p[0] < 'A' ||
+	    sc->p[0] > 'Z')
+		return -1;
+	*k_r = sc->p[0];
+	sc->p += 2;
+	return 0;
+}
+
+/* %(ID RIGHTS ...) as the "id TAB rights TAB" string decode_dlist makes. */
+static int fs_acl(struct fscan *sc, char **acl_r)
+{
+	struct buf *a = sc->a;
+	char *start = a->s + a->len;
+	sc->p += 2;
+	if (sc->p >= sc->end)
+		return -1;
+	if (*sc->p == ')') {
+		sc->p++;
+	} else {
+		for (int more = 0; !more;) {
+			char *id, *rights;
+			size_t at = a->len;
+			if (fs_string(sc, &id) < 0 || !id ||
+			    strlen(id) != a->len - 1 - at)
+				return -1; /* NIL or NUL in a key */
+			a->s[a->len - 1] = '\t';
+			if (sc->p >= sc->end || *sc->p != ' ')
+				return -1;
+			sc->p++;
+			at = a->len;
+			if (fs_string(sc, &rights) < 0)
+				return -1;
+			if (!rights && !arena_put(a, "", 0))
+				return -1;
+			if (rights && strlen(rights) != a->len - 1 - at)
+				return -1;
+			a->s[a->len - 1] = '\t';
+			if ((more = fs_next(sc)) < 0)
+				return -1;
+		}
+	}
+	if (!arena_put(a, "", 0))
+		return -1;
+	*acl_r = start;
+	return 0;
+}
+
+/* (%(N name M mtime ...) ...), as decode_history reads it. */
+static int fs_history(const struct mboxname_ns *ns, struct fscan *sc,
+		      struct fast *f, size_t *n_r)
+{
+	size_t n = 0;
+	sc->p++;
+	if (sc->p >= sc->end)
+		return -1;
+	if (*sc->p == ')') {
+		sc->p++;
+		*n_r = 0;
+		return 0;
+	}
+	for (int more = 0; !more;) {
+		struct mboxlist_history hi = { 0 };
+		if (sc->end - sc->p < 2 || sc->p[0] != '%' || sc->p[1] != '(')
+			return -1;
+		sc->p += 2;
+		if (sc->p >= sc->end)
+			return -1;
+		if (*sc->p == ')')
+			sc->p++;
+		else
+			for (int imore = 0; !imore;) {
+				char k, *v;
+				if (fs_key(sc, &k) < 0 || fs_string(sc, &v) < 0)
+					return -1;
+				switch (k) {
+				case 'N':
+					hi.name = fast_intname(ns, v ? v : "",
+							       v ? strlen(v) : 0,
+							       sc->a);
+					if (!hi.name)
+						return -1;
+					break;
+				case 'M': hi.mtime = (time_t)(int)field_ll(v); break;
+				case 'V': hi.uidvalidity = (uint32_t)field_ll(v); break;
+				case 'C': hi.createdmodseq = field_u64(v); break;
+				case 'F': hi.foldermodseq = field_u64(v); break;
+				case 'T':
+					if (mboxlist_mbtype_from_string(
+						    v, &hi.mbtype, NULL) < 0)
+						return -1;
+					break;
+				case 'P': hi.partition = v; break;
+				}
+				if ((imore = fs_next(sc)) < 0)
+					return -1;
+			}
+		if (n == f->halloc) {
+			f->halloc = f->halloc ? 2 * f->halloc : 8;
+			f->hist = xrealloc(f->hist,
+					   f->halloc * sizeof(*f->hist));
+		}
+		f->hist[n++] = hi;
+		if ((more = fs_next(sc)) < 0)
+			return -1;
+	}
+	*n_r = n;
+	return 0;
+}
+
+/* mboxlist_decode() of an N record into e (borrowing from f), or false
+ * if the value needs the general decoder. */
+static bool fast_decode(const struct mboxname_ns *ns, const char *dbname,
+			size_t dbnamelen, const char *data, size_t datalen,
+			struct fast *f, struct mboxlist_entry *e)
+{
+	struct fscan sc = { data + 2, data + datalen, &f->arena };
+	bool seen_a = false, seen_h = false;
+	memset(e, 0, sizeof(*e));
+	if (datalen < 3 || data[0] != '%' || data[1] != '(')
+		return false;
+	if (dbnamelen > MBOXNAME_MAX)
+		dbnamelen = MBOXNAME_MAX;
+	buf_reset(&f->arena);
+	buf_grow(&f->arena, 2 * datalen + 2 * dbnamelen + 64);
+	if (!(e->name = fast_intname(ns, dbname, dbnamelen, &f->arena)))
+		return false;
+	if (*sc.p == ')') {
+		sc.p++;
+	} else {
+		for (int more = 0; !more;) {
+			char k, *v;
+			if (fs_key(&sc, &k) < 0)
+				return false;
+			if (k == 'A' && *sc.p == '%') {
+				if (seen_a || sc.end - sc.p < 2 ||
+				    sc.p[1] != '(' || fs_acl(&sc, &e->acl) < 0)
+					return false;
+				seen_a = true;
+			} else if (k == 'H' && *sc.p == '(') {
+				if (seen_h || fs_history(ns, &sc, f,
+							 &e->nhistory) < 0)
+					return false;
+				e->history = f->hist;
+				seen_h = true;
+			} else {
+				if (fs_string(&sc, &v) < 0)
+					return false;
+				switch (k) {
+				case 'C': e->createdmodseq = field_u64(v); break;
+				case 'F': e->foldermodseq = field_u64(v); break;
+				case 'I': e->uniqueid = v; break;
+				case 'M': e->mtime = (time_t)(int)field_ll(v); break;
+				case 'P': e->partition = v; break;
+				case 'S': e->server = v; break;
+				case 'T':
+					if (mboxlist_mbtype_from_string(
+						    v, &e->mbtype, NULL) < 0)
+						return false;
+					break;
+				case 'V': e->uidvalidity = (uint32_t)field_ll(v); break;
+				}
+			}
+			if ((more = fs_next(&sc)) < 0)
+				return false;
+		}
+	}
+	if (sc.p != sc.end)
+		return false;
+	/* Cyrus always has an ACL string after a dlist, "" if none. */
+	if (!e->acl && !(e->acl = arena_put(&f->arena, "", 0)))
+		return false;
+	return true;
+}
+
 struct foreach_rock {
 	struct mboxlist *ml;
 	unsigned flags;
 	mboxlist_cb *cb;
 	void *rock;
+	struct fast fast;
 };
 
 static int foreach_cb(void *rock, const char *key, size_t keylen,
 		      const char *data, size_t datalen)
 {
 	struct foreach_rock *fr = rock;
-	struct mboxlist_entry *e = NULL;
+	struct mboxlist_entry fe, *e = NULL;
 	if (!keylen || key[0] != 'N')
 		return 0;
-	/* Cyrus skips what it cannot parse. */
-	if (mboxlist_decode(&fr->ml->ns, key + 1, keylen - 1, data, datalen,
-			    &e, NULL) < 0)
-		return 0;
+	if (fast_decode(&fr->ml->ns, key + 1, keylen - 1, data, datalen,
+			&fr->fast, &fe)) {
+		e = &fe;
+	} else if (mboxlist_decode(&fr->ml->ns, key + 1, keylen - 1, data,
+				   datalen, &e, NULL) < 0) {
+		return 0; /* Cyrus skips what it cannot parse. */
+	}
 	int r = 0;
 	if ((e->mbtype & MBTYPE_DELETED) && !(fr->flags & MBOXLIST_TOMBSTONES))
 		goto out;
@@ -575,15 +898,18 @@ static int foreach_cb(void *rock, const char *key, size_t keylen,
 		goto out;
 	r = fr->cb(fr->rock, e);
 out:
-	mboxlist_entry_free(&e);
+	if (e != &fe)
+		mboxlist_entry_free(&e);
 	return r;
 }
 
 int mboxlist_foreach(struct mboxlist *ml, unsigned flags, mboxlist_cb *cb,
 		     void *rock, struct cyrusdb_txn **tid, struct error *err)
 {
-	struct foreach_rock fr = { ml, flags, cb, rock };
+	struct foreach_rock fr = { ml, flags, cb, rock, { BUF_INIT, NULL, 0 } };
 	int r = cyrusdb_foreach(ml->db, "N", 1, NULL, foreach_cb, &fr, tid);
+	buf_release(&fr.fast.arena);
+	free(fr.fast.hist);
 	if (r < 0)
 		return db_error(ml, r, "cannot read mailboxes.db", err);
 	return r;
@@ -926,11 +1252,15 @@ static size_t utf8_len(const unsigned char *s, size_t n, uint32_t *cp)
 	return len;
 }
 
-static bool utf8_valid(const char *s)
+static bool utf8_valid_n(const char *s, size_t n)
 {
-	size_t n = strlen(s);
 	uint32_t cp;
 	while (n) {
+		if (!((unsigned char)*s & 0x80)) {
+			s++;
+			n--;
+			continue;
+		}
 		size_t l = utf8_len((const unsigned char *)s, n, &cp);
 		if (!l)
 			return false;
@@ -940,164 +1270,211 @@ static bool utf8_valid(const char *s)
 	return true;
 }
 
-/* A JSON string as jansson's dump_string() writes it (no flags). */
-static void json_str(struct buf *out, const char *s)
+/* Byte classes of the JSON writer: 0 copied, 1 escaped, 2 UTF-8. */
+static const unsigned char json_class[256] = {
+	[0x00 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 2,
+};
+
+/*
+ * s (n bytes) as a JSON string the way jansson's dump_string() writes it
+ * (no flags). False if s is not valid UTF-8, which jansson refuses: out
+ * then holds a partial string that the caller cuts off.
+ */
+static bool json_strn(struct buf *out, const char *s, size_t n)
 {
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	buf_grow(out, n + 2);
 	buf_addch(out, '"');
-	for (; *s; s++) {
-		/* the run of bytes that need no escape, in one append */
-		const char *run = s;
-		while ((unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
-			s++;
-		if (s > run)
-			buf_add(out, run, (size_t)(s - run));
-		if (!*s)
+	while (p < end) {
+		const unsigned char *run = p;
+		while (p < end && !json_class[*p])
+			p++;
+		if (p > run)
+			buf_add(out, run, (size_t)(p - run));
+		if (p == end)
 			break;
-		unsigned char c = (unsigned char)*s;
-		switch (c) {
-		case '"': buf_adds(out, "\\\""); break;
-		case '\\': buf_adds(out, "\\\\"); break;
-		case '\b': buf_adds(out, "\\b"); break;
-		case '\f': buf_adds(out, "\\f"); break;
-		case '\n': buf_adds(out, "\\n"); break;
-		case '\r': buf_adds(out, "\\r"); break;
-		case '\t': buf_adds(out, "\\t"); break;
-		default:
-			if (c < 0x20)
-				buf_printf(out, "\\u%04X", c);
-			else
-				buf_addch(out, (char)c);
+		unsigned char c = *p;
+		if (json_class[c] == 2) {
+			uint32_t cp;
+			size_t l = utf8_len(p, (size_t)(end - p), &cp);
+			if (!l)
+				return false;
+			buf_add(out, p, l);
+			p += l;
+			continue;
 		}
+		switch (c) {
+		case '"': buf_add(out, "\\\"", 2); break;
+		case '\\': buf_add(out, "\\\\", 2); break;
+		case '\b': buf_add(out, "\\b", 2); break;
+		case '\f': buf_add(out, "\\f", 2); break;
+		case '\n': buf_add(out, "\\n", 2); break;
+		case '\r': buf_add(out, "\\r", 2); break;
+		case '\t': buf_add(out, "\\t", 2); break;
+		default: buf_printf(out, "\\u%04X", c);
+		}
+		p++;
 	}
 	buf_addch(out, '"');
+	return true;
 }
 
 /*
- * One "key": "value" member; jansson drops members whose key or value is
- * not a valid UTF-8 string (json_string() returns NULL), and so do we.
+ * One member: lit is the '"key": ' text (a valid constant). jansson
+ * drops members whose value is not a valid UTF-8 string (json_string()
+ * returns NULL), and so do we.
  */
-static void json_member(struct buf *out, bool *first, const char *key,
-			const char *val)
+static void json_member_n(struct buf *out, bool *first, const char *lit,
+			  const char *val, size_t vlen)
 {
-	if (!val || !utf8_valid(val) || !utf8_valid(key))
-		return;
+	size_t mark = out->len;
 	if (!*first)
-		buf_adds(out, ", ");
+		buf_add(out, ", ", 2);
+	buf_adds(out, lit);
+	if (!json_strn(out, val, vlen)) {
+		buf_setlen(out, mark);
+		return;
+	}
 	*first = false;
-	json_str(out, key);
-	buf_adds(out, ": ");
-	json_str(out, val);
 }
 
-static void json_member_num(struct buf *out, bool *first, const char *key,
-			    const char *fmt, unsigned long long v)
+static void json_member(struct buf *out, bool *first, const char *lit,
+			const char *val)
 {
-	char num[32];
-	snprintf(num, sizeof(num), fmt, v);
-	json_member(out, first, key, num);
+	if (val)
+		json_member_n(out, first, lit, val, strlen(val));
+}
+
+/* A number as the string "%llu" (or "%lld" when negative) prints. */
+static void json_member_num(struct buf *out, bool *first, const char *lit,
+			    unsigned long long v, bool is_signed)
+{
+	char num[24], *p = num + sizeof(num);
+	bool neg = is_signed && (long long)v < 0;
+	unsigned long long u = neg ? 0 - v : v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (neg)
+		*--p = '-';
+	json_member_n(out, first, lit, p, (size_t)(num + sizeof(num) - p));
 }
 
 static void json_mbtype(struct buf *out, bool *first, uint32_t mbtype)
 {
-	struct buf t = BUF_INIT;
-	mboxlist_mbtype_to_string(mbtype, &t);
-	json_member(out, first, "mbtype", t.s);
-	buf_release(&t);
+	char t[16];
+	size_t n = mbtype_letters(mbtype, t);
+	json_member_n(out, first, "\"mbtype\": ", t, n);
 }
 
 /* The ACL object: a later identifier replaces an earlier one in place. */
 static void json_acl(struct buf *out, const char *acl)
 {
-	struct {
-		char *id, *rights;
-	} *items = NULL;
-	size_t n = 0;
+	struct item {
+		const char *id, *rights;
+		size_t idlen, rlen;
+	} fixed[16], *items = fixed;
+	size_t n = 0, alloc = ARRAY_SIZE(fixed);
 	const char *p = acl;
 	while (p && *p) {
 		const char *q = strchr(p, '\t');
 		if (!q)
 			break;
-		char *id = xstrndup(p, (size_t)(q - p));
-		q++;
-		p = strchr(q, '\t');
-		char *rights = p ? xstrndup(q, (size_t)(p - q)) : xstrdup(q);
+		struct item it = { p, q + 1, (size_t)(q - p), 0 };
+		p = strchr(q + 1, '\t');
+		it.rlen = p ? (size_t)(p - it.rights) : strlen(it.rights);
 		if (p)
 			p++;
 		size_t i;
 		for (i = 0; i < n; i++)
-			if (!strcmp(items[i].id, id))
+			if (items[i].idlen == it.idlen &&
+			    !memcmp(items[i].id, it.id, it.idlen))
 				break;
-		if (!utf8_valid(id) || !utf8_valid(rights)) {
-			free(id);
-			free(rights);
+		if (!utf8_valid_n(it.id, it.idlen) ||
+		    !utf8_valid_n(it.rights, it.rlen))
+			continue;
+		if (i < n) {
+			items[i].rights = it.rights;
+			items[i].rlen = it.rlen;
 			continue;
 		}
-		if (i < n) {
-			free(items[i].rights);
-			items[i].rights = rights;
-			free(id);
-		} else {
-			items = xrealloc(items, (n + 1) * sizeof(*items));
-			items[n].id = id;
-			items[n].rights = rights;
-			n++;
+		if (n == alloc) {
+			alloc *= 2;
+			if (items == fixed) {
+				items = xmalloc(alloc * sizeof(*items));
+				memcpy(items, fixed, sizeof(fixed));
+			} else {
+				items = xrealloc(items,
+						 alloc * sizeof(*items));
+			}
 		}
+		items[n++] = it;
 	}
-	bool first = true;
 	buf_addch(out, '{');
 	for (size_t i = 0; i < n; i++) {
-		json_member(out, &first, items[i].id, items[i].rights);
-		free(items[i].id);
-		free(items[i].rights);
+		if (i)
+			buf_add(out, ", ", 2);
+		json_strn(out, items[i].id, items[i].idlen);
+		buf_add(out, ": ", 2);
+		json_strn(out, items[i].rights, items[i].rlen);
 	}
 	buf_addch(out, '}');
-	free(items);
+	if (items != fixed)
+		free(items);
 }
 
 void mboxlist_dump_json(const struct mboxlist_entry *e, struct buf *out)
 {
 	bool first = true;
-	if (!e->name || !utf8_valid(e->name))
-		return; /* jansson cannot make the member: nothing */
-	json_str(out, e->name);
-	buf_adds(out, ": {");
-	json_member(out, &first, "name", e->name);
-	json_member_num(out, &first, "mtime", "%lld",
-			(unsigned long long)(long long)e->mtime);
-	json_member_num(out, &first, "uidvalidity", "%llu", e->uidvalidity);
-	json_member_num(out, &first, "createdmodseq", "%llu",
-			e->createdmodseq);
-	json_member_num(out, &first, "foldermodseq", "%llu", e->foldermodseq);
+	size_t mark = out->len;
+	if (!e->name)
+		return;
+	size_t namelen = strlen(e->name);
+	if (!json_strn(out, e->name, namelen)) {
+		buf_setlen(out, mark); /* jansson cannot make the member */
+		return;
+	}
+	buf_add(out, ": {", 3);
+	json_member_n(out, &first, "\"name\": ", e->name, namelen);
+	json_member_num(out, &first, "\"mtime\": ",
+			(unsigned long long)(long long)e->mtime, true);
+	json_member_num(out, &first, "\"uidvalidity\": ", e->uidvalidity,
+			false);
+	json_member_num(out, &first, "\"createdmodseq\": ", e->createdmodseq,
+			false);
+	json_member_num(out, &first, "\"foldermodseq\": ", e->foldermodseq,
+			false);
 	json_mbtype(out, &first, e->mbtype);
-	json_member(out, &first, "partition", e->partition);
-	json_member(out, &first, "server", e->server);
-	buf_adds(out, first ? "" : ", ");
-	buf_adds(out, "\"acl\": ");
+	json_member(out, &first, "\"partition\": ", e->partition);
+	json_member(out, &first, "\"server\": ", e->server);
+	buf_adds(out, first ? "\"acl\": " : ", \"acl\": ");
 	json_acl(out, e->acl);
 	first = false;
-	json_member(out, &first, "uniqueid", e->uniqueid);
-	json_member(out, &first, "legacy_specialuse", e->legacy_specialuse);
+	json_member(out, &first, "\"uniqueid\": ", e->uniqueid);
+	json_member(out, &first, "\"legacy_specialuse\": ",
+		    e->legacy_specialuse);
 	buf_adds(out, ", \"name_history\": [");
 	for (size_t i = 0; i < e->nhistory; i++) {
 		const struct mboxlist_history *h = &e->history[i];
 		bool hf = true;
 		if (i)
-			buf_adds(out, ", ");
+			buf_add(out, ", ", 2);
 		buf_addch(out, '{');
-		json_member(out, &hf, "name", h->name);
-		json_member_num(out, &hf, "mtime", "%lld",
-				(unsigned long long)(long long)h->mtime);
-		json_member_num(out, &hf, "uidvalidity", "%llu",
-				h->uidvalidity);
-		json_member_num(out, &hf, "createdmodseq", "%llu",
-				h->createdmodseq);
-		json_member_num(out, &hf, "foldermodseq", "%llu",
-				h->foldermodseq);
+		json_member(out, &hf, "\"name\": ", h->name);
+		json_member_num(out, &hf, "\"mtime\": ",
+				(unsigned long long)(long long)h->mtime, true);
+		json_member_num(out, &hf, "\"uidvalidity\": ", h->uidvalidity,
+				false);
+		json_member_num(out, &hf, "\"createdmodseq\": ",
+				h->createdmodseq, false);
+		json_member_num(out, &hf, "\"foldermodseq\": ",
+				h->foldermodseq, false);
 		json_mbtype(out, &hf, h->mbtype);
-		json_member(out, &hf, "partition", h->partition);
+		json_member(out, &hf, "\"partition\": ", h->partition);
 		buf_addch(out, '}');
 	}
-	buf_adds(out, "]}");
+	buf_add(out, "]}", 2);
 }
 
 /* A small JSON reader with jansson's rules: one object or array at the
@@ -1120,6 +1497,10 @@ struct jparser {
 	const char *p, *end, *line_start;
 	int line, depth;
 	struct error *err;
+	/* Streaming: more input may follow end; hit_end says that a
+	 * failure came from running into end (the caller reads on and
+	 * parses the member again). */
+	bool more, hit_end;
 };
 
 #define JSON_MAX_DEPTH 64
@@ -1143,6 +1524,8 @@ static void jfree(struct jval *v)
 static int jfail(struct jparser *jp, const char *what)
 {
 	if (jp->p >= jp->end)
+		jp->hit_end = true;
+	if (jp->p >= jp->end)
 		return error_set(jp->err, ERR_DATA,
 				 "line %d: %s at end of input", jp->line, what);
 	return error_set(jp->err, ERR_DATA, "line %d: %s near '%.10s'",
@@ -1162,8 +1545,10 @@ static void jskip(struct jparser *jp)
 static int jhex4(struct jparser *jp, uint32_t *v)
 {
 	*v = 0;
-	if (jp->end - jp->p < 4)
+	if (jp->end - jp->p < 4) {
+		jp->hit_end = true;
 		return -1;
+	}
 	for (int i = 0; i < 4; i++) {
 		char c = *jp->p++;
 		*v <<= 4;
@@ -1226,6 +1611,8 @@ static int jstring(struct jparser *jp, char **s_r)
 					goto bad_escape;
 				if (cp >= 0xd800 && cp <= 0xdbff) {
 					uint32_t lo;
+					if (jp->end - jp->p < 2)
+						jp->hit_end = true;
 					if (jp->end - jp->p < 2 ||
 					    jp->p[0] != '\\' || jp->p[1] != 'u')
 						goto bad_escape;
@@ -1254,6 +1641,8 @@ static int jstring(struct jparser *jp, char **s_r)
 		size_t l = utf8_len((const unsigned char *)jp->p,
 				    (size_t)(jp->end - jp->p), &cp);
 		if (!l) {
+			if (jp->end - jp->p < 4)
+				jp->hit_end = true;
 			buf_release(&b);
 			return jfail(jp, "invalid UTF-8");
 		}
@@ -1416,6 +1805,8 @@ static int jvalue(struct jparser *jp, struct jval **v_r)
 		static const char *const words[] = { "true", "false", "null" };
 		for (size_t i = 0; i < ARRAY_SIZE(words); i++) {
 			size_t n = strlen(words[i]);
+			if ((size_t)(jp->end - jp->p) < n)
+				jp->hit_end = true;
 			if ((size_t)(jp->end - jp->p) >= n &&
 			    !memcmp(jp->p, words[i], n)) {
 				v->type = i < 2 ? J_BOOL : J_NULL;
@@ -1428,6 +1819,8 @@ static int jvalue(struct jparser *jp, struct jval **v_r)
 		if (jp->p < jp->end && *jp->p == '-')
 			jp->p++;
 		if (jp->p >= jp->end || !isdigit((unsigned char)*jp->p)) {
+			if (jp->p >= jp->end)
+				jp->hit_end = true;
 			jp->p = s;
 			return jfail(jp, "invalid token");
 		}
@@ -1580,31 +1973,175 @@ fail:
 	return -1;
 }
 
+/* Where the dump comes from: all in memory, or read on from a file. */
+struct jsource {
+	FILE *in;        /* NULL: text is all there is */
+	struct buf win;  /* the window read from in */
+	bool eof;
+};
+
+#define JSON_CHUNK ((size_t)256 << 10)
+
+/*
+ * Keeps the bytes from *from on and reads more after them; jp and *from
+ * then point into the moved window. 0, or -1 with ERR_IO.
+ */
+static int jrefill(struct jsource *src, struct jparser *jp,
+		   const char **from)
+{
+	struct buf *w = &src->win;
+	size_t keep = (size_t)(jp->end - *from);
+	memmove(w->s, *from, keep);
+	buf_setlen(w, keep);
+	/* A chunk more, or as much as is kept: a long member doubles. */
+	size_t want = keep > JSON_CHUNK ? keep : JSON_CHUNK;
+	buf_grow(w, want);
+	size_t n = fread(w->s + keep, 1, want, src->in);
+	buf_setlen(w, keep + n);
+	if (n < want) {
+		if (ferror(src->in))
+			return error_sys(jp->err, ERR_IO, errno,
+					 "cannot read the dump");
+		src->eof = true;
+	}
+	*from = w->s;
+	jp->p = w->s;
+	jp->end = w->s + w->len;
+	jp->more = !src->eof;
+	return 0;
+}
+
+/*
+ * Skips whitespace, reading on while the window ends in it. -1 with
+ * ERR_IO on a read error.
+ */
+static int jskip_more(struct jsource *src, struct jparser *jp)
+{
+	for (;;) {
+		jskip(jp);
+		if (jp->p < jp->end || !jp->more)
+			return 0;
+		const char *from = jp->p;
+		if (jrefill(src, jp, &from) < 0)
+			return -1;
+		jp->p = from;
+	}
+}
+
+/*
+ * The dump, one member at a time: each is parsed, checked and handed to
+ * cb before the next is read, so memory does not grow with the dump. A
+ * member cut by the end of the window is parsed again after a refill.
+ * A top-level array is read and ignored, as the real tool does.
+ */
+static int undump_stream(struct jsource *src, const char *text, size_t len,
+			 void (*warn)(void *rock, const char *msg),
+			 mboxlist_undump_cb *cb, void *rock, struct error *err)
+{
+	struct jparser jp = { text, text + len, text, 1, 0, err, false, false };
+	int r = 0;
+	if (src->in) {
+		jp.p = jp.end = src->win.s;
+		jp.more = true;
+	}
+	if (jskip_more(src, &jp) < 0)
+		return -1;
+	if (jp.p >= jp.end || (*jp.p != '{' && *jp.p != '['))
+		return jfail(&jp, "'[' or '{' expected");
+	bool obj = *jp.p == '{';
+	char close = obj ? '}' : ']';
+	jp.p++;
+	if (jskip_more(src, &jp) < 0)
+		return -1;
+	if (jp.p < jp.end && *jp.p == close) {
+		jp.p++;
+		goto tail;
+	}
+	for (bool last = false; !last;) {
+		const char *start = jp.p;
+		int line = jp.line;
+		char *key = NULL;
+		struct jval *item = NULL;
+		jp.hit_end = false;
+		jp.depth = 1;
+		r = 0;
+		jskip(&jp);
+		if (obj) {
+			if (jp.p >= jp.end || *jp.p != '"')
+				r = jfail(&jp, "string expected");
+			else if ((r = jstring(&jp, &key)) == 0) {
+				jskip(&jp);
+				if (jp.p >= jp.end || *jp.p != ':')
+					r = jfail(&jp, "':' expected");
+				else
+					jp.p++;
+			}
+		}
+		if (r == 0)
+			r = jvalue(&jp, &item);
+		if (r == 0) {
+			jskip(&jp);
+			if (jp.p < jp.end && *jp.p == ',')
+				jp.p++;
+			else if (jp.p < jp.end && *jp.p == close)
+				last = true, jp.p++;
+			else
+				r = jfail(&jp, obj ? "',' or '}' expected"
+						   : "',' or ']' expected");
+		}
+		if (r < 0 && jp.hit_end && jp.more) {
+			/* Cut by the window: read on, parse it again. */
+			jfree(item);
+			free(key);
+			if (jrefill(src, &jp, &start) < 0)
+				return -1;
+			jp.p = start;
+			jp.line = line;
+			last = false;
+			continue;
+		}
+		if (r == 0 && obj) {
+			struct mboxlist_entry *e = NULL;
+			r = undump_one(key, item, warn, rock, &e, err);
+			if (r == 0)
+				r = cb(rock, e);
+			mboxlist_entry_free(&e);
+		}
+		jfree(item);
+		free(key);
+		if (r)
+			return r;
+		if (src->in && !last && jp.p - src->win.s > (long)JSON_CHUNK) {
+			/* Let go of what is parsed, keep the window small. */
+			const char *from = jp.p;
+			if (jrefill(src, &jp, &from) < 0)
+				return -1;
+			jp.p = from;
+		}
+	}
+tail:
+	if (jskip_more(src, &jp) < 0)
+		return -1;
+	if (jp.p < jp.end)
+		return jfail(&jp, "end of file expected");
+	return 0;
+}
+
 int mboxlist_undump_json(const char *text, size_t len,
 			 void (*warn)(void *rock, const char *msg),
 			 mboxlist_undump_cb *cb, void *rock, struct error *err)
 {
-	struct jparser jp = { text, text + len, text, 1, 0, err };
-	struct jval *top = NULL;
-	int r;
+	struct jsource src = { NULL, BUF_INIT, true };
+	return undump_stream(&src, text, len, warn, cb, rock, err);
+}
 
-	jskip(&jp);
-	if (jp.p >= jp.end || (*jp.p != '{' && *jp.p != '['))
-		return jfail(&jp, "'[' or '{' expected");
-	r = jvalue(&jp, &top);
-	if (r == 0) {
-		jskip(&jp);
-		if (jp.p < jp.end)
-			r = jfail(&jp, "end of file expected");
-	}
-	for (size_t i = 0; r == 0 && top->type == J_OBJ && i < top->n; i++) {
-		struct mboxlist_entry *e = NULL;
-		r = undump_one(top->keys[i], top->items[i], warn, rock, &e,
-			       err);
-		if (r == 0)
-			r = cb(rock, e);
-		mboxlist_entry_free(&e);
-	}
-	jfree(top);
+int mboxlist_undump_json_file(FILE *in,
+			      void (*warn)(void *rock, const char *msg),
+			      mboxlist_undump_cb *cb, void *rock,
+			      struct error *err)
+{
+	struct jsource src = { in, BUF_INIT, false };
+	int r = undump_stream(&src, NULL, 0, warn, cb, rock, err);
+	buf_release(&src.win);
 	return r;
 }

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "mboxname.h"
@@ -180,18 +181,32 @@ int mboxlist_sieve_path(struct mboxlist *ml, const struct mboxname *mbn,
 void mboxlist_dump_json(const struct mboxlist_entry *e, struct buf *out);
 
 /*
- * Reads a whole ctl_mboxlist -d dump (one JSON object) and calls cb with
- * each entry in file order, as ctl_mboxlist -u builds it (mtime 0: the
- * writer sets it). warn (may be NULL) gets the real tool's warnings
- * ("missing uidvalidity for NAME"). Entries the real tool skips (name
- * too long, no partition (except on a tombstone, which has none),
- * partition too long, no uniqueid) and JSON errors
- * are ERR_DATA ("line N: ..."): nothing more is read. A non-zero return
- * of cb stops and is returned.
+ * Reads a ctl_mboxlist -d dump (one JSON object) and calls cb with each
+ * entry in file order as soon as it is read, as ctl_mboxlist -u builds it
+ * (mtime 0: the writer sets it). warn (may be NULL) gets the real tool's
+ * warnings ("missing uidvalidity for NAME"). Entries the real tool skips
+ * (name too long, no partition (except on a tombstone, which has none),
+ * partition too long, no uniqueid) and JSON errors are ERR_DATA
+ * ("line N: ..."): nothing more is read, but the entries before it have
+ * been passed to cb. A name that comes twice is passed twice (jansson
+ * would keep the last value at the first place; a caller that writes as
+ * it reads refuses the second). A non-zero return of cb stops and is
+ * returned.
  */
 typedef int mboxlist_undump_cb(void *rock, struct mboxlist_entry *e);
 int mboxlist_undump_json(const char *text, size_t len,
 			 void (*warn)(void *rock, const char *msg),
 			 mboxlist_undump_cb *cb, void *rock, struct error *err);
+/*
+ * The same, read from in as it goes: one member is parsed, checked and
+ * passed to cb before the next is read, so memory does not grow with the
+ * dump (a syntax error after some members comes after their calls: the
+ * caller keeps "all or nothing" with its transaction). A read error is
+ * ERR_IO.
+ */
+int mboxlist_undump_json_file(FILE *in,
+			      void (*warn)(void *rock, const char *msg),
+			      mboxlist_undump_cb *cb, void *rock,
+			      struct error *err);
 
 #endif

@@ -3,11 +3,12 @@
  * (-u), cross-check mailboxes.db against the partitions (-v).
  *
  * Differences from the real tool, on purpose:
- * - -u checks the whole dump first and writes it in one transaction: a bad
- *   entry (which the real tool skips with a message) or a JSON error
- *   (which it reports with exit 0) stops with EX_DATAERR and leaves
- *   mailboxes.db as it was. It is also much faster than one commit per
- *   mailbox.
+ * - -u writes the whole dump in one transaction, entry by entry as it
+ *   reads (memory does not grow with the dump): a bad entry (which the
+ *   real tool skips with a message), a JSON error (which it reports with
+ *   exit 0) or a mailbox named twice (where jansson keeps the last value)
+ *   stops with EX_DATAERR and leaves mailboxes.db as it was. It is also
+ *   much faster than one commit per mailbox.
  * - -v understands the 3.6 uuid layout and skips tombstones and
  *   intermediates, which the real tool reports as missing directories.
  * - -m (MUPDATE populate) is not supported: EX_UNAVAILABLE.
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "buf.h"
 #include "commands.h"
 #include "config.h"
@@ -50,17 +52,31 @@ struct dump_rock {
 	size_t npurged;
 };
 
+/* The dump goes out in big unlocked writes; stdout is checked at exit. */
+#define DUMP_CHUNK ((size_t)1 << 20)
+
+static void dump_flush(struct dump_rock *d)
+{
+	fwrite_unlocked(d->line.s, 1, d->line.len, stdout);
+	buf_reset(&d->line);
+}
+
 static int dump_cb(void *rock, const struct mboxlist_entry *e)
 {
 	struct dump_rock *d = rock;
 	if (d->partition &&
 	    (!e->partition || strcmp(d->partition, e->partition)))
 		return 0;
-	buf_reset(&d->line);
+	size_t mark = d->line.len;
+	buf_adds(&d->line, d->sep);
+	size_t start = d->line.len;
 	mboxlist_dump_json(e, &d->line);
-	fputs(d->sep, stdout);
-	fwrite(d->line.s, 1, d->line.len, stdout);
-	d->sep = ",\n";
+	if (d->line.len == start)
+		buf_setlen(&d->line, mark); /* jansson drops it: no comma */
+	else
+		d->sep = ",\n";
+	if (d->line.len >= DUMP_CHUNK)
+		dump_flush(d);
 	if (d->purge) {
 		d->purged = xrealloc(d->purged,
 				     (d->npurged + 1) * sizeof(char *));
@@ -97,9 +113,10 @@ static int do_dump(struct mboxlist *ml, const char *partition, bool purgeit,
 	int r;
 	if (intermediates)
 		flags |= MBOXLIST_INTERMEDIATES;
-	puts("{");
+	buf_adds(&d.line, "{\n");
 	r = mboxlist_foreach(ml, flags, dump_cb, &d, NULL, &err);
-	puts("\n}");
+	buf_adds(&d.line, "\n}\n");
+	dump_flush(&d);
 	if (r == 0 && purgeit)
 		r = purge(ml, &d, &err);
 	for (size_t i = 0; i < d.npurged; i++)
@@ -109,24 +126,57 @@ static int do_dump(struct mboxlist *ml, const char *partition, bool purgeit,
 	return r < 0 ? fail(&err) : 0;
 }
 
-static int read_all(FILE *f, struct buf *b, struct error *err)
-{
-	char chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		buf_add(b, chunk, n);
-	if (ferror(f))
-		return error_sys(err, ERR_IO, errno, "cannot read the dump");
-	return 0;
-}
-
 struct undump_rock {
 	struct mboxlist *ml;
 	struct cyrusdb_txn *tid;
 	time_t now;
 	size_t count;
 	struct error *err;
+	/* The names written so far (-u of a JSON dump): a scratch twoskip
+	 * beside mailboxes.db, never committed, so that a name given twice
+	 * is found in linear time without memory growing with the dump. */
+	struct cyrusdb *seen;
+	struct cyrusdb_txn *seentid;
+	char *seenpath;
 };
+
+static int seen_open(struct undump_rock *u)
+{
+	u->seenpath = xasprintf("%s.undump.%d", cyrusdb_fname(u->ml->db),
+				(int)getpid());
+	unlink(u->seenpath);
+	atomicfile_cleanup_register(u->seenpath);
+	if (cyrusdb_open("twoskip", u->seenpath, CYRUSDB_CREATE, &u->seen,
+			 u->err) < 0)
+		return -1;
+	return 0;
+}
+
+static void seen_close(struct undump_rock *u)
+{
+	if (u->seentid)
+		cyrusdb_abort(u->seen, u->seentid);
+	cyrusdb_close(&u->seen);
+	if (u->seenpath) {
+		unlink(u->seenpath);
+		atomicfile_cleanup_unregister(u->seenpath);
+		free(u->seenpath);
+	}
+}
+
+/* -1 with ERR_DATA if name was in the dump before. */
+static int seen_add(struct undump_rock *u, const char *name)
+{
+	int r = cyrusdb_create(u->seen, name, strlen(name), "", 0,
+			       &u->seentid);
+	if (r == CYRUSDB_EXISTS)
+		return error_set(u->err, ERR_DATA, "mailbox %s is in the dump "
+				 "twice", name);
+	if (r < 0)
+		return error_set(u->err, ERR_IO, "cannot write '%s': %s",
+				 u->seenpath, cyrusdb_errmsg(u->seen));
+	return 0;
+}
 
 static void undump_warn(void *rock, const char *msg)
 {
@@ -141,6 +191,8 @@ static int undump_cb(void *rock, struct mboxlist_entry *e)
 		log_warn("partition '%s' of %s is not configured",
 			 e->partition, e->name);
 	if (mboxname_policycheck(&u->ml->ns, e->name, u->err) < 0)
+		return -1;
+	if (u->seen && seen_add(u, e->name) < 0)
 		return -1;
 	/* A tombstone must not take its uniqueid's I record away. */
 	if (e->mbtype & MBTYPE_DELETED) {
@@ -212,32 +264,30 @@ out:
 	return r;
 }
 
-static int undump_legacy(struct undump_rock *u, const struct buf *in)
+static int undump_legacy(struct undump_rock *u, FILE *in)
 {
-	const char *p = in->s, *end = in->s + in->len;
-	int lineno = 0;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t n = nl ? (size_t)(nl - p + 1) : (size_t)(end - p);
-		char *line = xstrndup(p, n);
+	char *line = NULL;
+	size_t alloc = 0;
+	ssize_t n;
+	int lineno = 0, r = 0;
+	while (r == 0 && (n = getline(&line, &alloc, in)) > 0) {
 		lineno++;
-		int r = memchr(p, '\0', n)
-				? error_set(u->err, ERR_DATA,
-					    "line %d: NUL byte", lineno)
-				: undump_legacy_line(u, line, lineno);
-		free(line);
-		if (r < 0)
-			return -1;
-		p += n;
+		r = memchr(line, '\0', (size_t)n)
+			    ? error_set(u->err, ERR_DATA, "line %d: NUL byte",
+					lineno)
+			    : undump_legacy_line(u, line, lineno);
 	}
-	return 0;
+	if (r == 0 && ferror(in))
+		r = error_sys(u->err, ERR_IO, errno, "cannot read the dump");
+	free(line);
+	return r < 0 ? -1 : 0;
 }
 
 static int do_undump(struct mboxlist *ml, bool legacy)
 {
 	struct error err = ERROR_INIT;
-	struct buf in = BUF_INIT;
-	struct undump_rock u = { ml, NULL, time(NULL), 0, &err };
+	struct undump_rock u = { ml, NULL, time(NULL), 0, &err, NULL, NULL,
+				 NULL };
 	int r;
 
 	if (config_getswitch(ml->cfg, "reverseacls")) {
@@ -245,32 +295,30 @@ static int do_undump(struct mboxlist *ml, bool legacy)
 			  "ACL index is not maintained)");
 		return EX_UNAVAILABLE;
 	}
-	if ((r = read_all(stdin, &in, &err)) < 0)
-		goto out;
+	/*
+	 * Each entry goes into the open transaction as it is read; a bad
+	 * entry or a syntax error later on aborts it: nothing is written.
+	 */
 	if (legacy)
-		r = undump_legacy(&u, &in);
-	else
-		r = mboxlist_undump_json(in.s, in.len, undump_warn, undump_cb,
-					 &u, &err);
+		r = undump_legacy(&u, stdin);
+	else if ((r = seen_open(&u)) == 0)
+		r = mboxlist_undump_json_file(stdin, undump_warn, undump_cb,
+					      &u, &err);
+	seen_close(&u);
 	if (r < 0) {
 		if (u.tid)
 			cyrusdb_abort(ml->db, u.tid);
 		log_error("nothing written: %s", err.msg);
-		r = error_exitcode(err.kind);
-		goto out;
+		return error_exitcode(err.kind);
 	}
 	if (u.tid && (r = cyrusdb_commit(ml->db, u.tid)) < 0) {
 		error_set(&err, ERR_IO, "cannot commit mailboxes.db: %s",
 			  cyrusdb_strerror(r));
-		r = fail(&err);
-		goto out;
+		return fail(&err);
 	}
 	log_notice("undumped %zu mailboxes into mailboxes.db", u.count);
 	log_info("%zu mailboxes written", u.count);
-	r = 0;
-out:
-	buf_release(&in);
-	return r < 0 ? fail(&err) : r;
+	return 0;
 }
 
 /* ---- verify ---- */

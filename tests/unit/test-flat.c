@@ -314,6 +314,87 @@ static void test_big_txn(void)
 	test_end();
 }
 
+static int count_entries(const char *d)
+{
+	char *cmd = xasprintf("ls -A '%s' | wc -l", d);
+	FILE *f = popen(cmd, "r");
+	int n = -1;
+	if (f && fscanf(f, "%d", &n) != 1)
+		n = -1;
+	if (f)
+		pclose(f);
+	free(cmd);
+	return n;
+}
+
+static void test_spooled_txn(void)
+{
+	test_begin("flat: a spooled transaction (several MB, in order, then "
+		   "not) reads its own changes");
+	char *sub = path_of("spool");
+	char *p = xasprintf("%s/db", sub);
+	struct cyrusdb *db = NULL;
+	test_assert_int(cyrusdb_open("flat", p, CYRUSDB_CREATE, &db, NULL), 0);
+	struct cyrusdb_txn *t = NULL;
+	char k[64], v[256];
+	const char *d;
+	size_t dl;
+	int r = 0;
+	memset(v, 'x', sizeof(v));
+	/* 40000 x ~220 bytes in order: past the in-memory spool buffer. */
+	for (int i = 0; i < 40000 && !r; i += 2) {
+		int kl = snprintf(k, sizeof(k), "key%06d", i);
+		int vl = snprintf(v, sizeof(v), "val%d\t", i);
+		r = cyrusdb_store(db, k, (size_t)kl, v, (size_t)vl + 200, &t);
+	}
+	test_assert_int(r, 0);
+	/* The spool is unlinked: only the database is in the directory. */
+	test_assert_int(count_entries(sub), 1);
+	test_assert_int(cyrusdb_fetch(db, "key000100", 9, &d, &dl, &t), 0);
+	test_assert(dl == 207 && !memcmp(d, "val100\t", 7));
+	/* Out of order: the odd keys backwards, overwrites, deletes. */
+	for (int i = 39999; i > 0 && !r; i -= 2) {
+		int kl = snprintf(k, sizeof(k), "key%06d", i);
+		r = cyrusdb_store(db, k, (size_t)kl, "odd", 3, &t);
+	}
+	test_assert_int(r, 0);
+	test_assert_int(cyrusdb_store(db, "key000000", 9, "new", 3, &t), 0);
+	test_assert_int(cyrusdb_delete(db, "key000002", 9, &t, false), 0);
+	test_assert_int(cyrusdb_delete(db, "key000002", 9, &t, false),
+			CYRUSDB_NOTFOUND);
+	test_assert_int(cyrusdb_create(db, "key000003", 9, "x", 1, &t),
+			CYRUSDB_EXISTS);
+	test_assert_int(cyrusdb_fetch(db, "key000000", 9, &d, &dl, &t), 0);
+	test_assert_mem(d, dl, "new", 3);
+	test_assert_int(cyrusdb_fetch(db, "key039999", 9, &d, &dl, &t), 0);
+	test_assert_mem(d, dl, "odd", 3);
+	test_assert_int(cyrusdb_fetch(db, "key000002", 9, &d, &dl, &t),
+			CYRUSDB_NOTFOUND);
+	struct collect c = { BUF_INIT, 0 };
+	cyrusdb_foreach(db, "key00000", 8, NULL, collect_cb, &c, &t);
+	test_assert_int(c.n, 9);
+	test_assert(!strncmp(c.out.s, "key000000=new;key000001=odd;"
+			     "key000003=odd;key000004=val4\t", 41));
+	test_assert_int(cyrusdb_commit(db, t), 0);
+	test_assert_int(count_entries(sub), 1);
+	buf_reset(&c.out);
+	c.n = 0;
+	cyrusdb_foreach(db, "", 0, NULL, collect_cb, &c, NULL);
+	test_assert_int(c.n, 39999);
+	/* An aborted transaction leaves nothing behind either. */
+	t = NULL;
+	test_assert_int(cyrusdb_store(db, "zz", 2, "1", 1, &t), 0);
+	test_assert_int(cyrusdb_abort(db, t), 0);
+	test_assert_int(count_entries(sub), 1);
+	test_assert_int(cyrusdb_fetch(db, "zz", 2, &d, &dl, NULL),
+			CYRUSDB_NOTFOUND);
+	cyrusdb_close(&db);
+	buf_release(&c.out);
+	free(p);
+	free(sub);
+	test_end();
+}
+
 static void test_bad_input(void)
 {
 	struct collect c = { BUF_INIT, 0 };
@@ -390,6 +471,7 @@ int main(void)
 	static void (*const tests[])(void) = {
 		test_spec_examples, test_decode_rules, test_order_and_prefix,
 		test_values, test_txn, test_foreach_modify, test_big_txn,
+		test_spooled_txn,
 		test_bad_input, test_replaced_file, NULL,
 	};
 	struct cyrusdb_env env = { .skiplist_always_checkpoint = true,

@@ -238,10 +238,111 @@ static void test_db(void)
 	test_end();
 }
 
+struct dump_rock {
+	struct mboxlist *ml;
+	int n, diff;
+};
+
+/* foreach (fast decoder) and lookup (mboxlist_decode) agree. */
+static int compare_cb(void *rock, const struct mboxlist_entry *e)
+{
+	struct dump_rock *d = rock;
+	struct mboxlist_entry *slow = NULL;
+	struct buf a = BUF_INIT, b = BUF_INIT;
+	d->n++;
+	if (mboxlist_lookup(d->ml, e->name, true, &slow, NULL, NULL) == 0) {
+		mboxlist_dump_json(e, &a);
+		mboxlist_dump_json(slow, &b);
+		if (a.len != b.len || memcmp(a.s, b.s, a.len)) {
+			d->diff++;
+			printf("# %s\n# %s\n", a.s, b.s);
+		}
+	}
+	mboxlist_entry_free(&slow);
+	buf_release(&a);
+	buf_release(&b);
+	return 0;
+}
+
+static void test_fast_decode(void)
+{
+	static const char *const recs[][2] = {
+		{ "Nuser\x1f" "a", "%(T e I u1 P default V 7 C 1 F 2 M 3 "
+				   "A %(a lrs b \"x y\" a NIL))" },
+		{ "Nuser\x1f" "b.c", "%(T ed I \"q\\\"\" P NIL M -5 H "
+				     "(%(N user\x1f" "z M 9 T e P p) %()))" },
+		{ "Nuser\x1f" "c", "%(T e A %(\"\" r))" },
+		{ "Nuser\x1f" "d", "%(T e I {2+}\r\nab P x)" },   /* literal */
+		{ "Nuser\x1f" "e", "%(T e A a I x)" },            /* A scalar */
+		{ "Nuser\x1f" "f", "%(T e A %(a r) A %(b s))" },  /* two A */
+		{ "Nuser\x1f\x1f" "g", "%(T e)" },                /* empty level */
+		{ "NDELETED\x1fuser\x1fh\x1f" "5F", "%(T ed)" },
+		{ "Ndom\x1duser\x1fi", "%(T e S srv)" },
+		{ "Nuser\x1fj", "%(T e \xff\xfe" "x))" },         /* bad key */
+		{ "Nuser\x1fk", "%()" },
+		{ "Nuser\x1fl", "%(T e I x) junk" },              /* skipped */
+		{ "Nuser\x1fm", "0 default bob\tlrs\t" },         /* text form */
+		{ "Nuser\x1fn", "%(T e P \xff I \"\x01\" A %(\xc3\xa9 lr z \xff))" },
+	};
+	struct mboxlist *ml = NULL;
+	struct error err = ERROR_INIT;
+	char *fname = xasprintf("%s/fast.db", dir);
+	test_begin("mboxlist: foreach's fast decoder agrees with the general one");
+	test_assert(mboxlist_open(cfg, fname, CYRUSDB_CREATE, &ml, &err) == 0);
+	for (size_t i = 0; i < ARRAY_SIZE(recs); i++)
+		cyrusdb_store(ml->db, recs[i][0], strlen(recs[i][0]),
+			      recs[i][1], strlen(recs[i][1]), NULL);
+	struct dump_rock d = { ml, 0, 0 };
+	test_assert(mboxlist_foreach(ml, MBOXLIST_TOMBSTONES |
+					     MBOXLIST_INTERMEDIATES,
+				     compare_cb, &d, NULL, &err) == 0);
+	/* Both skip the bad UTF-8 key and the trailing junk. */
+	test_assert_int(d.n, (int)ARRAY_SIZE(recs) - 2);
+	test_assert_int(d.diff, 0);
+	mboxlist_close(&ml);
+	free(fname);
+	test_end();
+}
+
+static void test_undump_file(void)
+{
+	struct buf dump = BUF_INIT;
+	struct error err = ERROR_INIT;
+	int n = 0;
+	test_begin("mboxlist: undump read on from a file, in windows");
+	/* 3 MB: members cut by the read window many times. */
+	buf_adds(&dump, "{\n");
+	for (int i = 0; i < 20000; i++)
+		buf_printf(&dump, "%s\"user.u%06d\": {\"partition\": \"p\", "
+			   "\"uniqueid\": \"id%d\", \"acl\": {\"u\": \"lr\"}, "
+			   "\"name_history\": [], \"pad\": \"%0100d\"}",
+			   i ? ",\n" : "", i, i, 0);
+	buf_adds(&dump, "\n}\n");
+	FILE *f = tmpfile();
+	fwrite(dump.s, 1, dump.len, f);
+	rewind(f);
+	test_assert(mboxlist_undump_json_file(f, NULL, count_cb, &n, &err) ==
+		    0);
+	test_assert_int(n, 20000);
+	/* Cut short: an error at the end, after the whole members. */
+	test_assert(ftruncate(fileno(f), (off_t)(dump.len - 20)) == 0);
+	rewind(f);
+	n = 0;
+	test_assert(mboxlist_undump_json_file(f, NULL, count_cb, &n, &err) <
+		    0);
+	test_assert(err.kind == ERR_DATA && strstr(err.msg, "line 20001"));
+	test_assert_int(n, 19999);
+	fclose(f);
+	buf_release(&dump);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const tests[])(void) = { test_records, test_bad_records,
-					       test_undump_bad, test_db, NULL };
+					       test_undump_bad, test_db,
+					       test_fast_decode, test_undump_file,
+					       NULL };
 	dir = test_tmpdir();
 	char *path = xasprintf("%s/imapd.conf", dir);
 	FILE *f = fopen(path, "w");
