@@ -62,6 +62,7 @@ struct ctx {
 	int rc;
 	bool progress;
 	size_t done;
+	const char *prog;
 };
 
 /* A message file found in a mailbox directory. */
@@ -159,7 +160,9 @@ static int map_file(const char *path, const char **data_r, size_t *len_r,
 		return -1;
 	struct stat st;
 	if (fstat(fd, &st) < 0) {
+		int e = errno;
 		close(fd);
+		errno = e;
 		return -1;
 	}
 	*len_r = (size_t)st.st_size;
@@ -168,7 +171,9 @@ static int map_file(const char *path, const char **data_r, size_t *len_r,
 		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ,
 			       MAP_PRIVATE, fd, 0);
 		if (m == MAP_FAILED) {
+			int e = errno;
 			close(fd);
+			errno = e;
 			return -1;
 		}
 		*data_r = m;
@@ -199,6 +204,8 @@ struct rebuild {
 	char *datapath, *archpath;
 	uint32_t now;
 	bool dirty;
+	bool failed;            /* something left unrepaired: exit 65 */
+	const char *prog;
 };
 
 static void add_record(struct rebuild *rb, const struct mailbox_record *r)
@@ -226,6 +233,27 @@ static uint64_t next_modseq(struct rebuild *rb)
  * Parses the message file into r's derived fields and a cache record
  * appended to rb->cache. Returns -1 if the file cannot be read.
  */
+/*
+ * A message file begins with a header field or with the empty line of a
+ * message without header; anything else (a binary, an archive, an HTML
+ * page saved into the spool) is not a message.
+ */
+static bool looks_like_message(const char *data, size_t len)
+{
+	size_t i = 0;
+	if (!len || data[0] == '\n' || (len > 1 && data[0] == '\r' &&
+					  data[1] == '\n'))
+		return true;
+	for (; i < len && i < 1000; i++) {
+		unsigned char ch = (unsigned char)data[i];
+		if (ch == ':')
+			return i > 0;
+		if (ch <= ' ' || ch >= 0x7f)
+			return false;
+	}
+	return false;
+}
+
 static int parse_into(struct rebuild *rb, const char *path,
 		      struct mailbox_record *r, struct stat *st_r)
 {
@@ -235,8 +263,17 @@ static int parse_into(struct rebuild *rb, const char *path,
 	struct buf rec = BUF_INIT;
 	uint32_t crc = 0;
 
-	if (map_file(path, &data, &len, st_r) < 0)
+	if (map_file(path, &data, &len, st_r) < 0) {
+		fprintf(stderr, "%s: '%s' uid %u: cannot read '%s': %s; left "
+			"as it is\n", rb->prog, rb->name, r->uid, path,
+			strerror(errno));
+		rb->failed = true;
 		return -1;
+	}
+	if (!looks_like_message(data, len))
+		fprintf(stderr, "%s: '%s' uid %u: '%s' is not a message (no "
+			"header field on its first line); indexed as it is\n",
+			rb->prog, rb->name, r->uid, path);
 	mimeparse_message(data ? data : "", len, &mi, NULL, &rec, &crc);
 	unmap_file(data, len);
 	r->size = mi.size;
@@ -348,13 +385,12 @@ static void check_record(struct ctx *c, struct rebuild *rb,
 	if (reparse) {
 		struct mailbox_record n = *r;
 		if (parse_into(rb, path, &n, did_stat ? NULL : &st) < 0) {
+			/*
+			 * The real one expunges the record of a file it
+			 * cannot read; we keep it: the file is still there
+			 * and may be readable again once its mode is fixed.
+			 */
 			printf("%s uid %u failed to parse\n", rb->name, r->uid);
-			if (o->changes) {
-				r->internal_flags |= MAILBOX_FLAG_EXPUNGED |
-						     MAILBOX_FLAG_UNLINKED;
-				rb->idx.h.options |= MAILBOX_OPT_NEEDS_REPACK;
-				r->modseq = next_modseq(rb);
-			}
 			add_record(rb, r);
 			goto out;
 		}
@@ -479,8 +515,13 @@ static void append_file(struct ctx *c, struct rebuild *rb,
 	}
 	if (!c->o.changes)
 		goto out;
-	if (parse_into(rb, path, &r, &st) < 0)
+	if (parse_into(rb, path, &r, &st) < 0) {
+		/* Not indexed, but its UID is never given to another. */
+		if (r.uid > rb->idx.h.last_uid)
+			rb->idx.h.last_uid = r.uid;
+		rb->dirty = true;
 		goto out;
+	}
 	if (f->archive)
 		r.internal_flags |= MAILBOX_FLAG_ARCHIVED;
 	r.internaldate = (uint32_t)st.st_mtime;
@@ -559,6 +600,7 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 
 	memset(&rb, 0, sizeof(rb));
 	rb.name = e->name;
+	rb.prog = c->prog;
 	rb.now = (uint32_t)time(NULL);
 	buf_init(&rb.cache);
 	mailbox_header_init(&rb.h);
@@ -575,9 +617,50 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 		goto fail;
 	}
 
+	/*
+	 * An index of a newer Cyrus is not ours to rewrite: its records
+	 * carry state we cannot read and would lose. The mailbox is left as
+	 * it is (the real one rebuilds it as version 17).
+	 */
+	if (ifd >= 0) {
+		unsigned char vb[12];
+		if (pread(ifd, vb, sizeof(vb), 0) == (ssize_t)sizeof(vb)) {
+			uint32_t v = (uint32_t)vb[8] << 24 |
+				     (uint32_t)vb[9] << 16 |
+				     (uint32_t)vb[10] << 8 | vb[11];
+			if (v > MAILBOX_MINOR_VERSION && v < 1000) {
+				fprintf(stderr, "%s: cannot reconstruct '%s': "
+					"cyrus.index is version %u, newer "
+					"than %d; left as it is\n", c->prog,
+					e->name, v, MAILBOX_MINOR_VERSION);
+				c->rc = EX_DATAERR;
+				r = -1;
+				goto out;
+			}
+		}
+	}
+
 	/* 1. The index, then the header (mailbox_reconstruct_create). */
 	have_index = ifd >= 0 &&
 		     mailbox_index_read_fd(ifd, &rb.idx, NULL, &err) == 0;
+	if (ifd >= 0 && !have_index) {
+		/* Kept beside it (cyrus.* files are never odd files). */
+		fprintf(stderr, "%s: '%s': cyrus.index: %s; rebuilt from the "
+			"message files%s\n", c->prog, e->name, err.msg,
+			o->changes ? ", the old one kept as "
+				     "cyrus.index.damaged" : "");
+		if (o->changes) {
+			char *keep = xasprintf("%s.damaged", ipath);
+			if (link(ipath, keep) < 0 && errno == EEXIST) {
+				unlink(keep);
+				if (link(ipath, keep) < 0)
+					fprintf(stderr, "%s: cannot keep '%s': "
+						"%s\n", c->prog, keep,
+						strerror(errno));
+			}
+			free(keep);
+		}
+	}
 	error_clear(&err);
 	have_header = mailbox_header_read(hpath, &rb.h, &rb.header_crc, NULL,
 					  &err) == 0;
@@ -847,6 +930,8 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 	    (uint32_t)o->setversion != old.minor_version && !index_rebuilt)
 		printf("Converted %s version %u to %d\n", e->name,
 		       old.minor_version, o->setversion);
+	if (rb.failed)
+		c->rc = EX_DATAERR;
 	r = 0;
 	goto out;
 fail:
@@ -951,6 +1036,7 @@ int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx)
 	memset(&c, 0, sizeof(c));
 	c.o.changes = true;
 	c.o.do_stat = true;
+	c.prog = ctx->progname;
 	while ((opt = getopt_long(argc, argv, "C:kp:rmfsxdgGqRUMIoOnV:uP",
 				  longopts, NULL)) != -1) {
 		switch (opt) {

@@ -408,10 +408,50 @@ static int b64val(int c, bool url)
 	return -1;
 }
 
+/* b64val() as tables: -1 junk, 64 '=', else the 6-bit value. */
+static signed char b64tab[2][256];
+
+static void b64_tables(void)
+{
+	if (b64tab[0][0] == -1)
+		return;
+	for (int u = 0; u < 2; u++)
+		for (int c = 0; c < 256; c++)
+			b64tab[u][c] = (signed char)b64val(c, u == 1);
+}
+
+/*
+ * Decodes in runs: the output goes to emit in blocks of up to 3 KiB, not
+ * byte by byte (a digest update per byte was most of a reconstruct).
+ */
 static void b64_feed(struct b64 *d, const char *s, size_t n)
 {
+	char out[3072];
+	size_t o = 0;
+	const signed char *tab;
+
+	b64_tables();
+	tab = b64tab[d->url ? 1 : 0];
 	for (size_t k = 0; k < n; k++) {
-		int b = b64val((unsigned char)s[k], d->url);
+		/* Whole quanta of four clean characters: the common case. */
+		while (d->left == 0 && k + 4 <= n && o <= sizeof(out) - 3) {
+			int a0 = tab[(unsigned char)s[k]];
+			int a1 = tab[(unsigned char)s[k + 1]];
+			int a2 = tab[(unsigned char)s[k + 2]];
+			int a3 = tab[(unsigned char)s[k + 3]];
+			if ((a0 | a1 | a2 | a3) < 0 || a0 == 64 || a1 == 64 ||
+			    a2 == 64 || a3 == 64)
+				break;
+			uint32_t v = (uint32_t)a0 << 18 | (uint32_t)a1 << 12 |
+				     (uint32_t)a2 << 6 | (uint32_t)a3;
+			out[o++] = (char)(v >> 16);
+			out[o++] = (char)(v >> 8 & 0xff);
+			out[o++] = (char)(v & 0xff);
+			k += 4;
+		}
+		if (k >= n)
+			break;
+		int b = tab[(unsigned char)s[k]];
 		if (b < 0)
 			continue; /* whitespace and junk are skipped */
 		if (b == 64) {
@@ -419,32 +459,36 @@ static void b64_feed(struct b64 *d, const char *s, size_t n)
 			d->left = 0;
 			continue;
 		}
-		char o;
+		if (o > sizeof(out) - 1) {
+			d->emit(d->rock, out, o);
+			o = 0;
+		}
 		switch (d->left) {
 		case 0:
 			d->cp = (uint32_t)b;
 			d->left = 3;
 			break;
 		case 3:
-			o = (char)(((d->cp << 2) | ((uint32_t)b >> 4)) & 0xff);
-			d->emit(d->rock, &o, 1);
+			out[o++] = (char)(((d->cp << 2) | ((uint32_t)b >> 4)) &
+					  0xff);
 			d->cp = (uint32_t)b;
 			d->left = 2;
 			break;
 		case 2:
-			o = (char)(((d->cp << 4) | ((uint32_t)b >> 2)) & 0xff);
-			d->emit(d->rock, &o, 1);
+			out[o++] = (char)(((d->cp << 4) | ((uint32_t)b >> 2)) &
+					  0xff);
 			d->cp = (uint32_t)b;
 			d->left = 1;
 			break;
 		default:
-			o = (char)(((d->cp << 6) | (uint32_t)b) & 0xff);
-			d->emit(d->rock, &o, 1);
+			out[o++] = (char)(((d->cp << 6) | (uint32_t)b) & 0xff);
 			d->cp = 0;
 			d->left = 0;
 			break;
 		}
 	}
+	if (o)
+		d->emit(d->rock, out, o);
 }
 
 struct sha_rock {
