@@ -30,8 +30,11 @@ test_expect_success 'a store made by the real imapd' '
 	SETACL user.erin.gone cyrus lrswipkxtecda
 	DELETE user.erin.gone
 	CREATE top.level.deep
+	CREATE user.dave.Drafts (USE (\Drafts))
+	CREATE user.dave.Junk (USE (\Junk))
 	EOF
 	real_dump >expect &&
+	grep -F "\"user.dave.Drafts\": {" expect &&
 	grep -F "\"user.dave.&AMk-t&AOk-\": {" expect &&
 	grep -F "\"mbtype\": \"ed\"" expect
 '
