@@ -6,7 +6,8 @@
  *   transaction half-way through) into a temporary file that is fsynced and
  *   renamed into db.backup1, where Cyrus copies the live file unlocked;
  * - recovery opens every database (twoskip and skiplist recover on open),
- *   reports a structurally broken one, and refuses to run while a Cyrus
+ *   checks what recovery touched (every database with --check), reports a
+ *   structurally broken one, and refuses to run while a Cyrus
  *   server uses the config (Cyrus would go ahead and race it);
  * - every database is handled even when one fails, each failure is named
  *   on stderr, and the exit status is non-zero if any failed (Cyrus keeps
@@ -20,6 +21,7 @@
  */
 #include "compat.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -56,6 +58,7 @@ struct run {
 	struct buf failed; /* "mailboxes.db, annotations.db" */
 	unsigned nfailed;
 	bool salvage;      /* --salvage: salvage what recovery cannot open */
+	bool check;        /* --check: check clean databases too */
 	const char *conf;  /* the imapd.conf, for the commands we print */
 };
 
@@ -102,6 +105,81 @@ static bool exists(const char *path)
 {
 	struct stat st;
 	return lstat(path, &st) == 0;
+}
+
+/*
+ * Before a database is opened: a path whose directory does not exist is a
+ * configuration error (naming the setting that gives it: NAME_db_path, or
+ * configdirectory when that is missing), something that
+ * is not a regular file or cannot be opened (for writing when recovering)
+ * fails with what the system says. A missing file is no error (Cyrus
+ * creates it on first use). Returns true if the database can be handled,
+ * false if it is missing or failed (*missing_r tells which).
+ */
+static bool check_path(struct run *run, const struct dbset_entry *e,
+		       bool writing, bool *missing_r)
+{
+	const char *what = writing ? "recover" : "archive";
+	struct stat st;
+	char *msg = NULL;
+	enum error_kind kind = ERR_NONE;
+
+	*missing_r = false;
+	if (!strcmp(e->backend, "quotalegacy"))
+		return true; /* a directory tree */
+	if (stat(e->path, &st) < 0) {
+		int errnum = errno;
+		char *dir = xstrdup(e->path);
+		char *slash = strrchr(dir, '/');
+		struct stat dst;
+		if (slash && slash != dir)
+			*slash = '\0';
+		/* Only a default path under configdirectory may lack its
+		 * directory (ptclient/ before ptloader's first run). */
+		const char *cdir = config_getstring(run->cfg,
+						    "configdirectory");
+		if (!e->path_set && cdir && stat(cdir, &dst) == 0 &&
+		    S_ISDIR(dst.st_mode))
+			*missing_r = errnum == ENOENT || errnum == ENOTDIR;
+		if (*missing_r || (errnum == ENOENT && stat(dir, &dst) == 0 &&
+				   S_ISDIR(dst.st_mode))) {
+			*missing_r = true;
+		} else if (errnum == ENOENT || errnum == ENOTDIR) {
+			char *setting = e->path_set
+				? xasprintf("%s_db_path", e->db)
+				: xstrdup("configdirectory");
+			kind = ERR_CONFIG;
+			msg = xasprintf("cannot %s '%s': directory '%s' does not "
+					"exist (%s in %s)", what, e->path, dir,
+					setting, run->conf);
+			free(setting);
+		} else {
+			kind = error_kind_from_errno(errnum);
+			msg = xasprintf("cannot %s '%s': %s", what, e->path,
+					strerror(errnum));
+		}
+		free(dir);
+	} else if (!S_ISREG(st.st_mode)) {
+		kind = ERR_NOINPUT;
+		msg = xasprintf("cannot %s '%s': not a regular file", what,
+				e->path);
+	} else {
+		int fd = open(e->path, (writing ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		if (fd < 0) {
+			kind = error_kind_from_errno(errno);
+			msg = xasprintf("cannot %s '%s': cannot open it%s: %s",
+					what, e->path,
+					writing ? " for writing" : "",
+					strerror(errno));
+		} else {
+			close(fd);
+		}
+	}
+	if (!msg)
+		return !*missing_r;
+	failed(run, dbset_basename(e), kind, msg);
+	free(msg);
+	return false;
 }
 
 /* Only what our library can open: sql and zeroskip are not. */
@@ -169,12 +247,15 @@ static void checkpoint(struct run *run, bool repack)
 		/* quotalegacy is a directory tree: Cyrus archives nothing. */
 		if (!e->archive || !strcmp(e->backend, "quotalegacy"))
 			continue;
-		if (!exists(e->path)) {
-			log_debug("not archiving %s: no such file", e->path);
-			continue;
-		}
 		if (!strcmp(res->status, "failed"))
 			continue; /* the repack failed */
+		bool missing;
+		if (!check_path(run, e, false, &missing)) {
+			if (missing)
+				log_debug("not archiving %s: no such file",
+					  e->path);
+			continue;
+		}
 		char *dst = xasprintf("%s/%s", backup1, dbset_basename(e));
 		unsigned long long bytes = 0;
 		double t0 = now_seconds();
@@ -286,13 +367,21 @@ out:
 	return r;
 }
 
-/* Opening recovers a twoskip or skiplist left by a crash; then check it. */
+/*
+ * Opening recovers a twoskip or skiplist left by a crash. What recovery
+ * touched (a file that was unclean before the open, dbset_unclean) is
+ * then checked record by record; a clean file only with --check (the
+ * real tool checks nothing, and a full check of a large mailboxes.db
+ * costs more than the rest of -r -x together).
+ */
 static void recover_one(struct run *run, const struct dbset_entry *e)
 {
 	struct error err = ERROR_INIT;
 	struct cyrusdb *db = NULL;
+	bool check = run->check || dbset_unclean(e->path, e->backend);
 	int r = cyrusdb_open(e->backend, e->path, 0, &db, &err);
-	if (r == CYRUSDB_OK && (r = cyrusdb_consistent(db)) != CYRUSDB_OK)
+	if (r == CYRUSDB_OK && check &&
+	    (r = cyrusdb_consistent(db)) != CYRUSDB_OK)
 		error_set(&err, ERR_DATA, "'%s' is not consistent after "
 			  "recovery: %s", e->path, cyrusdb_errmsg(db));
 	cyrusdb_close(&db);
@@ -343,13 +432,17 @@ static void recover(struct run *run, bool fix_entries)
 	for (size_t i = 0; i < run->ndbs; i++) {
 		const struct dbset_entry *e = &run->dbs[i];
 		struct dbresult *res = &run->res[i];
-		if (!exists(e->path)) {
-			res->status = "missing";
+		bool missing;
+		res->status = "recovered";
+		if (!usable(run, e))
+			continue;
+		if (!check_path(run, e, true, &missing)) {
+			if (missing)
+				res->status = "missing";
 			continue;
 		}
 		double t0 = now_seconds();
-		res->status = "recovered";
-		if (usable(run, e) && convert_if_needed(run, e) == 0 &&
+		if (convert_if_needed(run, e) == 0 &&
 		    strcmp(e->backend, "quotalegacy")) /* one file per root */
 			recover_one(run, e);
 		res->seconds = now_seconds() - t0;
@@ -456,6 +549,7 @@ int cmd_ctl_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx)
 	static const struct option longopts[] = {
 		{ "repack", no_argument, NULL, 'P' },
 		{ "salvage", no_argument, NULL, 'S' },
+		{ "check", no_argument, NULL, 'K' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "summary", no_argument, NULL, 'U' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -464,6 +558,7 @@ int cmd_ctl_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx)
 	enum { NONE, RECOVER, CHECKPOINT } op = NONE;
 	const char *alt_config = NULL;
 	bool fix_entries = true, repack = false, salvage = false;
+	bool check = false;
 	enum report_format report = REPORT_NONE;
 	int c, verbose = 0;
 
@@ -490,6 +585,9 @@ int cmd_ctl_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx)
 		case 'S':
 			salvage = true;
 			break;
+		case 'K':
+			check = true;
+			break;
 		case 'J':
 		case 'U':
 			if (report != REPORT_NONE)
@@ -502,20 +600,30 @@ int cmd_ctl_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx)
 	}
 	argc -= optind;
 	if (argc != 0 || op == NONE || (op != RECOVER && !fix_entries) ||
-	    (op != CHECKPOINT && repack) || (op != RECOVER && salvage))
+	    (op != CHECKPOINT && repack) || (op != RECOVER && salvage) ||
+	    (op != RECOVER && check))
 		cyrus_usage(ctx, false);
 	log_set_verbose(verbose);
 
 	cyrus_setup(ctx, alt_config);
 
 	struct run run = { .cfg = ctx->cfg, .failed = BUF_INIT,
-			   .salvage = salvage,
+			   .salvage = salvage, .check = check,
 			   .conf = config_filename(ctx->cfg) };
 	run.ndbs = dbset_get(ctx->cfg, run.dbs);
 	const char *msg = op == RECOVER ? "recovering cyrus databases"
 					: "checkpointing cyrus databases";
 	int r = 0;
 
+	const char *cdir = config_getstring(ctx->cfg, "configdirectory");
+	struct stat st;
+	if (!cdir || stat(cdir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		log_error("cannot %s: configdirectory '%s' is not a directory "
+			  "(in %s)", op == RECOVER ? "recover" : "checkpoint",
+			  cdir ? cdir : "", run.conf);
+		r = EX_CONFIG;
+		goto out;
+	}
 	if (op == RECOVER && (r = refuse_if_running(&run)) != 0)
 		goto out;
 	log_notice("%s", msg);

@@ -33,6 +33,9 @@ size_t dbset_get(const struct config *cfg, struct dbset_entry *out)
 		out[i].backend = config_db_backend(cfg, dbs[i].db);
 		out[i].path = config_db_path(cfg, dbs[i].db);
 		out[i].archive = dbs[i].archive;
+		char opt[64];
+		snprintf(opt, sizeof(opt), "%s_db_path", dbs[i].db);
+		out[i].path_set = config_getstring(cfg, opt) != NULL;
 	}
 	return ARRAY_SIZE(dbs);
 }
@@ -129,6 +132,18 @@ int dbset_copy_locked(const char *src, const char *dst,
 	begun = true;
 	af.nosync = cyrusdb_getenv()->nosync;
 	unsigned long long total = 0;
+	/* In the kernel where it can (no copy through user space); the read
+	 * loop below does the rest, or all where copy_file_range cannot. */
+	while (total < (unsigned long long)st.st_size) {
+		off_t in = (off_t)total;
+		ssize_t n = copy_file_range(fd, &in, af.fd, NULL,
+					    (size_t)st.st_size - total, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		total += (unsigned long long)n;
+	}
 	for (;;) {
 		ssize_t n = pread(fd, buf, sizeof(buf), (off_t)total);
 		if (n < 0 && errno == EINTR)
@@ -200,4 +215,37 @@ out:
 	free(clean);
 	free(stamp);
 	return r;
+}
+
+/* The twoskip header (docs/formats/cyrusdb.md): 20 bytes of magic, then
+ * big-endian version (4), generation (8), num_records (8), repack_size
+ * (8), current_size (8), flags (4), crc (4). */
+#define TS_MAGIC "\241\002\213\015twoskip file\0\0\0\0"
+#define TS_HEADER_SIZE 64
+#define TS_FLAG_DIRTY 1
+
+static uint64_t be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+bool dbset_unclean(const char *path, const char *backend)
+{
+	if (strcmp(backend, "twoskip"))
+		return !strcmp(backend, "skiplist");
+	unsigned char h[TS_HEADER_SIZE];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	bool unclean = fstat(fd, &st) < 0 ||
+		       pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+		       memcmp(h, TS_MAGIC, 20) ||
+		       (h[59] & TS_FLAG_DIRTY) ||
+		       be64(h + 48) != (uint64_t)st.st_size;
+	close(fd);
+	return unclean;
 }

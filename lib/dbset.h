@@ -25,6 +25,7 @@ struct dbset_entry {
 	const char *backend; /* configured, "-nosync" stripped; points into cfg */
 	char *path;          /* absolute file name; owned by the entry */
 	bool archive;        /* copied into db.backup1 by a checkpoint */
+	bool path_set;       /* NAME_db_path is in the config */
 };
 
 #define DBSET_MAX 8
@@ -72,5 +73,14 @@ int dbset_copy_locked(const char *src, const char *dst,
  */
 int dbset_write_skipstamp(const char *configdir, bool *written_r,
 			  struct error *err);
+
+/*
+ * Whether a database file shows that its last writer did not finish, so
+ * that recovery must be checked afterwards: a twoskip whose header has the
+ * DIRTY flag, a size other than its committed size, or no twoskip magic;
+ * every skiplist (its log has no cheap sign of a clean end). A flat or
+ * quotalegacy database never is. A file that cannot be read is unclean.
+ */
+bool dbset_unclean(const char *path, const char *backend);
 
 #endif

@@ -610,6 +610,10 @@ void salvage_report_text(const struct salvage_report *rep, const char *fname,
 			break;
 		}
 	}
+	if (rep->heads_damaged)
+		buf_printf(out, "damaged: %llu records with a damaged head "
+			   "(pointers), kept: their key and value check out\n",
+			   (unsigned long long)rep->heads_damaged);
 	if (rep->deletes_unresolved)
 		buf_printf(out, "lost: %llu deletes whose key could not be "
 			   "found (those keys may have come back)\n",

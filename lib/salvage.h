@@ -5,8 +5,9 @@
  * when one is wrong. Salvage does not use pointers to find records: it
  * reads the file from front to back, record by record, and keeps a record
  * only if it checks out on its own:
- *   - twoskip: both CRCs hold (head and tail); the header is used only if
- *     its own CRC holds;
+ *   - twoskip: both CRCs hold (head and tail), or for a store the tail
+ *     CRC (key and value) alone: a store whose head (pointers) is damaged
+ *     is kept and counted; the header is used only if its own CRC holds;
  *   - skiplist (no checksums): the record's structure holds (known type,
  *     lengths inside the file, 1..maxlevel pointers inside the file, the
  *     0xFFFFFFFF terminator); a DELETE names the record it deletes.
@@ -69,6 +70,7 @@ struct salvage_report {
 	uint64_t deletes_unresolved;
 	uint64_t commits;        /* COMMIT records read */
 	uint64_t damaged_bytes;  /* total of the SALVAGE_DAMAGED regions */
+	uint64_t heads_damaged;  /* twoskip stores kept on their tail CRC */
 	uint64_t keys;           /* live keys in the result */
 	struct salvage_region *regions;
 	size_t nregions;

@@ -1,15 +1,16 @@
 /*
  * salvage_twoskip.c: the front-to-back twoskip reader of salvage
  * (docs/formats/cyrusdb.md section 2). A record counts when both its CRCs
- * hold; its pointers are never followed.
+ * hold, a store also when only its tail CRC (key and value) holds; its
+ * pointers are never followed.
  */
 #include "compat.h"
 
 #include <endian.h>
-#include <zlib.h>
 
 #include "error.h"
 #include "salvage-private.h"
+#include "twoskip-private.h"
 
 #define TS_HEADER 64
 #define TS_MAXLEVEL 31
@@ -31,16 +32,10 @@ static uint64_t rd64(const char *p)
 	return be64toh(v);
 }
 
+/* zlib's CRC-32, by the fast implementation the backend uses. */
 static uint32_t crc(const char *p, uint64_t len)
 {
-	uLong c = crc32(0L, Z_NULL, 0);
-	while (len) {
-		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-		c = crc32(c, (const Bytef *)p, n);
-		p += n;
-		len -= n;
-	}
-	return (uint32_t)c;
+	return twoskip_crc(0, p, len);
 }
 
 struct ts_rec {
@@ -49,6 +44,7 @@ struct ts_rec {
 	uint64_t keylen, vallen, len;
 	uint64_t slot0;
 	const char *key;
+	bool head_damaged;
 };
 
 /*
@@ -108,9 +104,14 @@ static bool read_rec(const struct salvage_scan *s, uint64_t off,
 			return false;
 		break;
 	}
-	if (crc(p, headlen) != rd32(p + headlen))
-		return false;
 	if (crc(p + headlen + 8, datalen) != rd32(p + headlen + 4))
+		return false;
+	/* A store whose head CRC fails but whose key and value check out
+	 * has damaged pointers (or lengths that happen to frame the same
+	 * bytes): salvage needs no pointers, so it is kept. Deletes and
+	 * commits are only as good as their head. */
+	r->head_damaged = crc(p, headlen) != rd32(p + headlen);
+	if (r->head_damaged && r->type != '+')
 		return false;
 	r->slot0 = rd64(p + pos);
 	r->key = p + headlen + 8;
@@ -185,6 +186,8 @@ int salvage_scan_twoskip(struct salvage_scan *s, struct error *err)
 		}
 		switch (r.type) {
 		case '+':
+			if (r.head_damaged)
+				rep->heads_damaged++;
 			salvage_scan_add(s, SALVAGE_REC_STORE, off, 0, r.key,
 					 r.keylen, r.key + r.keylen, r.vallen);
 			break;

@@ -120,6 +120,40 @@ test_expect_success 'twoskip: a damaged header: the records are still read' '
 	grep "^header: damaged" "$D/hdr.report"
 '
 
+test_expect_success 'twoskip: pointers damaged in every 7th record: every record back' '
+	damage ptr twoskip "
+import struct
+d = bytearray(open(F, \"rb\").read())
+off, n, hit = 64, 0, 0
+while off + 8 <= len(d):
+    if d[off:off + 8] == b\" BLANK\\x07\\xa0\":
+        off += 8
+        continue
+    t, lvl = d[off], d[off + 1]
+    klen, vlen = struct.unpack(\">HI\", d[off + 2:off + 8])
+    head = 8 + 8 * (lvl + 1)
+    size = head + 8 + ((klen + vlen + 7) & ~7)
+    if t == ord(\"+\"):
+        n += 1
+        if n % 7 == 0:
+            d[off + 8:off + 16] = b\"\\xde\\xad\\xbe\\xef\" * 2
+            hit += 1
+    off += size
+assert hit > 100, hit
+open(F, \"wb\").write(d)" &&
+	rt "$D/ptr.twoskip" twoskip consistent 2>&1 | grep "^No, not consistent" &&
+	check_salvaged ptr twoskip 0 &&
+	grep "^damaged: [0-9]* records with a damaged head" "$D/ptr.report" &&
+	rt "$D/ptr.out" twoskip show >actual &&
+	test_cmp "$D/expect.twoskip" actual
+'
+
+test_expect_success 'skiplist: a damaged header: the records are still read' '
+	damage hdr skiplist "f=open(F,\"r+b\"); f.seek(4); f.write(b\"XXXX\"); f.seek(28); f.write(b\"\\xff\" * 4)" &&
+	test_must_fail rt "$D/hdr.skiplist" skiplist show >/dev/null 2>&1 &&
+	check_salvaged hdr skiplist 0
+'
+
 test_expect_success 'twoskip: flipped bytes in the repacked part: nothing else lost' '
 	damage flip2 twoskip "
 d=bytearray(open(F,\"rb\").read())
