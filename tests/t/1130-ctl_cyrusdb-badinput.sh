@@ -109,8 +109,11 @@ test_expect_success 'a configdirectory that does not exist: EX_CONFIG, one line'
 test_expect_success '-r checks what recovery touched; --check every record' '
 	store &&
 	python3 -c "
-f = open(\"$D/conf/annotations.db\", \"r+b\"); f.seek(3000); b = f.read(1)
-f.seek(3000); f.write(bytes([b[0] ^ 0x55]))" &&
+f = open(\"$D/conf/annotations.db\", \"r+b\"); data = f.read()
+# A byte inside a live value: the CRC of its record no longer holds (a fixed
+# offset may land in padding or a pointer slot that recovery rewrites).
+at = data.index(b\"value-150\") + 6
+f.seek(at); f.write(bytes([data[at] ^ 0x55]))" &&
 	cp -p "$D/conf/annotations.db" "$D/ann.damaged" &&
 	cyrus -C "$D/imapd.conf" ctl_cyrusdb -r -x &&
 	test_expect_code 65 cyrus -C "$D/imapd.conf" ctl_cyrusdb -r -x --check 2>err &&
@@ -124,8 +127,11 @@ test_expect_success '-r on an unclean twoskip (DIRTY) always checks it' '
 	store &&
 	python3 -c "
 import zlib
-f = open(\"$D/conf/annotations.db\", \"r+b\"); f.seek(3000); b = f.read(1)
-f.seek(3000); f.write(bytes([b[0] ^ 0x55]))
+f = open(\"$D/conf/annotations.db\", \"r+b\"); data = f.read()
+# A byte inside a live value: the CRC of its record no longer holds (a fixed
+# offset may land in padding or a pointer slot that recovery rewrites).
+at = data.index(b\"value-150\") + 6
+f.seek(at); f.write(bytes([data[at] ^ 0x55]))
 f.seek(0); h = bytearray(f.read(64)); h[59] |= 1
 h[60:64] = zlib.crc32(bytes(h[:60])).to_bytes(4, \"big\")
 f.seek(0); f.write(h)" &&
