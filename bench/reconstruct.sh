@@ -11,7 +11,8 @@
 # Rows, every cyrus.index and cyrus.cache lost before each reconstruct:
 #   floor     cat + sha1sum of every message file (the page cache is warm
 #             for all rows: each is run after a read of every file)
-#   reconstruct -r user   the real one, then ours
+#   reconstruct -r user   the real one, then ours sequential (-j 1), then
+#                         ours with a worker per core (the default)
 #   quota -f              the real one, then ours
 #   RSS flat: ours on one user (2,500 messages at most) vs the whole store
 set -euo pipefail
@@ -66,6 +67,9 @@ lose
 run real "${ASC[@]}" "$REAL/reconstruct" -C "$conf" -q -r user
 real_t=$T real_m=$M
 lose
+run ours1j "${ASC[@]}" "$OURS" reconstruct -C "$conf" -q -j 1 -r user
+our1j_t=$T
+lose
 run ours "${ASC[@]}" "$OURS" reconstruct -C "$conf" -q -r user
 our_t=$T our_m=$M
 run check "${ASC[@]}" "$REAL/reconstruct" -C "$conf" -n
@@ -90,7 +94,8 @@ cmp -s "$work/out.realq" "$work/out.oursq" || { echo "bench: quota -f reports di
 printf '\n%-28s %9s %10s\n' "" time "peak RSS"
 printf '%-28s %8ss\n' "floor (cat | sha1sum)" "$floor_t"
 printf '%-28s %8ss %8sKB\n' "real reconstruct -r" "$real_t" "$real_m"
-printf '%-28s %8ss %8sKB\n' "our reconstruct -r" "$our_t" "$our_m"
+printf '%-28s %8ss\n' "our reconstruct -r -j 1" "$our1j_t"
+printf '%-28s %8ss %8sKB\n' "our reconstruct -r -j $(nproc)" "$our_t" "$our_m"
 printf '%-28s %8s  %8sKB\n' "our reconstruct, one user" "" "$one_m"
 printf '%-28s %8ss %8sKB\n' "real quota -f" "$realq_t" "$realq_m"
 printf '%-28s %8ss %8sKB\n' "our quota -f" "$oursq_t" "$oursq_m"

@@ -15,7 +15,12 @@
  *   - a whole-domain root "domain!" covers its domain's mailboxes, as the
  *     server's quota_findroot has it (the real tool removes it);
  *   - mailboxes are scanned in the quota database's key order, the order
- *     the SCAN record of a running fix promises to a live server.
+ *     the SCAN record of a running fix promises to a live server;
+ *   - a root is done at once, with all its mailboxes locked (batch_root):
+ *     no SCAN record per mailbox, one database write per root (with the
+ *     MODSEQ the real one's writes add up to), none where the usage is
+ *     right (the real one bumps MODSEQ there too). A root whose mailboxes
+ *     are busy or need their quota root fixed goes the real tool's way.
  */
 #include "compat.h"
 
@@ -41,11 +46,14 @@ struct root {
 	unsigned refcount;
 	bool deleted;
 	long long scanuseds[QUOTA_NUMRESOURCES]; /* our own count */
+	struct buf msg; /* what its fix prints, held for the real order */
 };
 
 struct mbox {
 	struct mboxlist_entry *e;
 	size_t prefixlen; /* of the shortest prefix that matched it */
+	struct root *root; /* the root that covers it, NULL: none */
+	char *msg;         /* its quota root change, held for the order */
 };
 
 struct qstate {
@@ -111,6 +119,7 @@ static int add_root(void *rock, const struct quota *q)
 	}
 	struct root *r = xcalloc(1, sizeof(*r));
 	r->name = xstrdup(q->root);
+	buf_init(&r->msg);
 	st->roots[st->nroots++] = r;
 	return 0;
 }
@@ -159,6 +168,8 @@ static int add_mbox(void *rock, const char *key, size_t keylen,
 	}
 	st->mboxes[st->nmboxes].e = e;
 	st->mboxes[st->nmboxes].prefixlen = st->prefixlen;
+	st->mboxes[st->nmboxes].root = NULL;
+	st->mboxes[st->nmboxes].msg = NULL;
 	st->nmboxes++;
 	return 0;
 }
@@ -255,12 +266,12 @@ static void sort_mboxes(struct qstate *st)
 
 /* ---- the fix ---- */
 
-static void bump_modseq(struct qstate *st, struct quota *q)
+static void bump_modseq(struct qstate *st, struct quota *q, unsigned by)
 {
 	/* quota_write: the next quota modseq of a user root (with
-	 * conversations off, last + 1). */
+	 * conversations off, last + 1), once per write. */
 	if (quota_root_is_user(&st->ns, q->root))
-		q->modseq++;
+		q->modseq += by;
 }
 
 /* Drops a SCAN left by an interrupted run (fixquota_addroot). */
@@ -276,7 +287,7 @@ static int clear_scan(struct qstate *st, struct root *rt)
 	if (r == 0 && q.scanmbox) {
 		free(q.scanmbox);
 		q.scanmbox = NULL;
-		bump_modseq(st, &q);
+		bump_modseq(st, &q, 1);
 		r = quotadb_write(st->qdb, &q, &tid, &err);
 	}
 	if (r == 0)
@@ -290,13 +301,14 @@ static int clear_scan(struct qstate *st, struct root *rt)
 	return 0;
 }
 
-static int fix_root_of(struct qstate *st, struct quota_mbox *qm,
-		       const char *root)
+static int fix_root_of(struct qstate *st, struct mbox *m,
+		       struct quota_mbox *qm, const char *root)
 {
 	struct error err = ERROR_INIT;
 	const char *old = quota_mbox_quotaroot(qm);
-	fprintf(stderr, "%s: quota root %s --> %s\n", qm->name,
-		old ? old : "(none)", root ? root : "(none)");
+	free(m->msg);
+	m->msg = xasprintf("%s: quota root %s --> %s\n", qm->name,
+			   old ? old : "(none)", root ? root : "(none)");
 	if (st->dryrun)
 		return 0;
 	log_notice("quota root of %s: %s --> %s", qm->name,
@@ -312,13 +324,14 @@ static int scan_mbox(struct qstate *st, struct mbox *m)
 {
 	struct error err = ERROR_INIT;
 	struct quota_mbox *qm = NULL;
-	struct root *rt = find_root(st, m->e->name);
+	struct root *rt = m->root;
 	long long use[QUOTA_NUMRESOURCES];
 	int r = 0;
 
 	if (rt)
 		rt->refcount++;
-	if (quota_mbox_open(st->cfg, &st->ns, m->e, !st->dryrun, &qm,
+	if (quota_mbox_open(st->cfg, &st->ns, m->e,
+			    st->dryrun ? 0 : QUOTA_MBOX_WRITABLE, &qm,
 			    &err) < 0) {
 		/* Deleted since we listed it: nothing to count. */
 		struct mboxlist_entry *now = NULL;
@@ -334,11 +347,11 @@ static int scan_mbox(struct qstate *st, struct mbox *m)
 	if (!rt) {
 		/* A root outside the prefixes we scan is not ours to drop. */
 		if (cur && strlen(cur) >= m->prefixlen)
-			r = fix_root_of(st, qm, NULL);
+			r = fix_root_of(st, m, qm, NULL);
 		goto out;
 	}
 	if (!cur || strcmp(cur, rt->name))
-		r = fix_root_of(st, qm, rt->name);
+		r = fix_root_of(st, m, qm, rt->name);
 	if (r < 0)
 		goto out;
 
@@ -359,7 +372,7 @@ static int scan_mbox(struct qstate *st, struct mbox *m)
 			q.scanuseds[res] += use[res];
 		free(q.scanmbox);
 		q.scanmbox = xstrdup(m->e->name);
-		bump_modseq(st, &q);
+		bump_modseq(st, &q, 1);
 		r = quotadb_write(st->qdb, &q, &tid, &err);
 	}
 	if (r == 0)
@@ -375,8 +388,12 @@ out:
 	return r;
 }
 
-/* Stores the scanned usage of one root (fixquota_finish). */
-static int finish_root(struct qstate *st, struct root *rt)
+/*
+ * Stores the scanned usage of one root (fixquota_finish). batch: the
+ * usage is our own count, taken with every mailbox of the root locked
+ * (still held), and a root whose usage is right is left unwritten.
+ */
+static int finish_root(struct qstate *st, struct root *rt, bool batch)
 {
 	struct cyrusdb_txn *tid = NULL;
 	struct error err = ERROR_INIT;
@@ -385,7 +402,7 @@ static int finish_root(struct qstate *st, struct root *rt)
 
 	if (!rt->refcount) {
 		rt->deleted = true;
-		fprintf(stderr, "%s: removed\n", rt->name);
+		buf_printf(&rt->msg, "%s: removed\n", rt->name);
 		if (st->dryrun)
 			return 0;
 		log_notice("quota root %s removed: no mailbox uses it",
@@ -406,16 +423,17 @@ static int finish_root(struct qstate *st, struct root *rt)
 	bool changed = false;
 	for (int res = 0; res < QUOTA_NUMRESOURCES; res++) {
 		/* The database's scan includes what a live server added. */
-		long long now = st->dryrun ? rt->scanuseds[res]
-					   : q.scanuseds[res];
+		long long now = st->dryrun || batch ? rt->scanuseds[res]
+						    : q.scanuseds[res];
 		if (now == q.useds[res])
 			continue;
-		fprintf(stderr, "%s: %s usage was %lld, now %lld\n", rt->name,
-			quota_names[res], q.useds[res], now);
+		buf_printf(&rt->msg, "%s: %s usage was %lld, now %lld\n",
+			   rt->name, quota_names[res], q.useds[res], now);
 		q.useds[res] = now;
 		changed = true;
 	}
-	if (st->dryrun) {
+	if (st->dryrun || (batch && !changed && !q.scanmbox)) {
+		quotadb_abort(st->qdb, &tid);
 		quota_release(&q);
 		return 0;
 	}
@@ -423,7 +441,8 @@ static int finish_root(struct qstate *st, struct root *rt)
 		log_notice("quota root %s: usage fixed", rt->name);
 	free(q.scanmbox);
 	q.scanmbox = NULL;
-	bump_modseq(st, &q);
+	/* As many as the real tool's writes: one per mailbox, one here. */
+	bump_modseq(st, &q, batch ? rt->refcount + 1 : 1);
 	r = quotadb_write(st->qdb, &q, &tid, &err);
 	if (r == 0)
 		r = quotadb_commit(st->qdb, &tid, &err);
@@ -436,18 +455,101 @@ static int finish_root(struct qstate *st, struct root *rt)
 	return 0;
 }
 
+/*
+ * One root at once: every mailbox of rt opened read-only and locked (the
+ * first blocking, the others never, so that we cannot deadlock with a
+ * server that holds one of them and waits for another), the usage summed
+ * and stored while the locks are held. Nothing can change the usage
+ * meanwhile, so no SCAN record is needed, and a root already right is not
+ * written. Returns 1 if done, 0 if the root needs the per-mailbox way
+ * (a lock held elsewhere, a mailbox that names another root, one that
+ * cannot be opened), -1 on a database error.
+ */
+static int batch_root(struct qstate *st, struct root *rt, struct mbox **ms,
+		      size_t n)
+{
+	struct quota_mbox **qms = xcalloc(n ? n : 1, sizeof(*qms));
+	long long sum[QUOTA_NUMRESOURCES] = { 0 };
+	size_t k;
+	int r = 0;
+
+	for (k = 0; k < n; k++) {
+		struct error err = ERROR_INIT;
+		long long use[QUOTA_NUMRESOURCES];
+		if (quota_mbox_open(st->cfg, &st->ns, ms[k]->e,
+				    k ? QUOTA_MBOX_NOWAIT : 0, &qms[k],
+				    &err) < 0)
+			goto out;
+		const char *cur = quota_mbox_quotaroot(qms[k]);
+		if (!cur || strcmp(cur, rt->name)) {
+			k++;
+			goto out;
+		}
+		quota_mailbox_usage(qms[k]->i, use);
+		for (int res = 0; res < QUOTA_NUMRESOURCES; res++)
+			sum[res] += use[res];
+	}
+	rt->refcount = (unsigned)n;
+	memcpy(rt->scanuseds, sum, sizeof(sum));
+	r = finish_root(st, rt, true) < 0 ? -1 : 1;
+out:
+	while (k > 0)
+		quota_mbox_close(&qms[--k]);
+	free(qms);
+	return r;
+}
+
 static int fix(struct qstate *st)
 {
+	struct mbox ***per = xcalloc(st->nroots + 1, sizeof(*per));
+	size_t *nper = xcalloc(st->nroots + 1, sizeof(*nper));
+	int r = -1;
+
 	for (size_t i = 0; i < st->nroots; i++)
 		if (!st->dryrun && clear_scan(st, st->sorted[i]) < 0)
-			return -1;
+			goto out;
+	/* The mailboxes of each root, in scan order. */
+	for (size_t i = 0; i < st->nmboxes; i++) {
+		struct mbox *m = &st->mboxes[i];
+		size_t j = 0;
+		m->root = find_root(st, m->e->name);
+		if (!m->root) {
+			if (scan_mbox(st, m) < 0)
+				goto out;
+			continue;
+		}
+		while (st->sorted[j] != m->root)
+			j++;
+		per[j] = xrealloc(per[j], (nper[j] + 1) * sizeof(**per));
+		per[j][nper[j]++] = m;
+	}
+	for (size_t j = 0; j < st->nroots; j++) {
+		struct root *rt = st->sorted[j];
+		int b = batch_root(st, rt, per[j], nper[j]);
+		if (b < 0)
+			goto out;
+		if (b > 0)
+			continue;
+		/* The real tool's way, one mailbox after the other. */
+		for (size_t k = 0; k < nper[j]; k++)
+			if (scan_mbox(st, per[j][k]) < 0)
+				goto out;
+		if (finish_root(st, rt, false) < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	/* What was fixed, in the real tool's order. */
 	for (size_t i = 0; i < st->nmboxes; i++)
-		if (scan_mbox(st, &st->mboxes[i]) < 0)
-			return -1;
-	for (size_t i = 0; i < st->nroots; i++)
-		if (finish_root(st, st->sorted[i]) < 0)
-			return -1;
-	return 0;
+		if (st->mboxes[i].msg)
+			fputs(st->mboxes[i].msg, stderr);
+	for (size_t j = 0; j < st->nroots; j++) {
+		fputs(st->sorted[j]->msg.s, stderr);
+		free(per[j]);
+	}
+	free(per);
+	free(nper);
+	return r;
 }
 
 /* ---- the report ---- */
@@ -567,12 +669,15 @@ static void free_state(struct qstate *st)
 {
 	for (size_t i = 0; i < st->nroots; i++) {
 		free(st->roots[i]->name);
+		buf_release(&st->roots[i]->msg);
 		free(st->roots[i]);
 	}
 	free(st->roots);
 	free(st->sorted);
-	for (size_t i = 0; i < st->nmboxes; i++)
+	for (size_t i = 0; i < st->nmboxes; i++) {
 		mboxlist_entry_free(&st->mboxes[i].e);
+		free(st->mboxes[i].msg);
+	}
 	free(st->mboxes);
 	mboxlist_close(&st->ml);
 	quotadb_close(&st->qdb);

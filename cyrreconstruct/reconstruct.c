@@ -8,7 +8,11 @@
  * of its index record; a garbled or truncated record is rebuilt from the
  * message file ("NAME rewrote cache for UID ..." as the real one prints
  * for what it does detect), and -n reports it ("NAME uid UID bad cache
- * record: REASON"). Progress on stderr when it is a tty.
+ * record: REASON"). Progress on stderr when it is a tty. -j N (--jobs,
+ * default one per CPU, -j 1 sequential) reconstructs whole users in N
+ * worker processes (jobs.c), with the same locks, printing what the
+ * sequential run prints in the same order. Arguments are external names
+ * (user/bob with unixhierarchysep), matched as the real findall does.
  *
  * Differences, on purpose: a lost cyrus.header is rebuilt with the
  * mailboxes.db uniqueid (the real one makes a new uniqueid, which moves a
@@ -36,6 +40,7 @@
 #include "cyrus.h"
 #include "cyrusdb.h"
 #include "error.h"
+#include "jobs.h"
 #include "log.h"
 #include "mailbox.h"
 #include "mboxlist.h"
@@ -57,8 +62,12 @@ struct ctx {
 	const struct config *cfg;
 	struct mboxlist *ml;
 	struct mboxlist_entry **ents;
+	char **extnames; /* ents[i]'s name as the admin sees it */
 	size_t nents;
 	bool *visited;
+	size_t *work, nwork; /* indexes into ents, in the real tool's order */
+	size_t *groups, ngroups; /* work[groups[g]..groups[g+1]): one user */
+	unsigned jobs;       /* -j: worker processes, 1: none */
 	int rc;
 	bool progress;
 	size_t done;
@@ -970,20 +979,34 @@ static int collect(void *rock, const struct mboxlist_entry *e)
 	d->server = e->server ? xstrdup(e->server) : NULL;
 	d->acl = e->acl ? xstrdup(e->acl) : NULL;
 	d->uniqueid = e->uniqueid ? xstrdup(e->uniqueid) : NULL;
+	struct mboxname mbn;
+	struct buf ext = BUF_INIT;
+	mboxname_init(&mbn);
+	mboxname_from_intname(&c->ml->ns, &mbn, e->name);
+	if (!mboxname_extname(&c->ml->ns, &mbn, NULL, &ext))
+		buf_sets(&ext, e->name);
+	mboxname_release(&mbn);
 	c->ents = xrealloc(c->ents, (c->nents + 1) * sizeof(*c->ents));
-	c->ents[c->nents++] = d;
+	c->extnames = xrealloc(c->extnames,
+			       (c->nents + 1) * sizeof(*c->extnames));
+	c->ents[c->nents] = d;
+	c->extnames[c->nents++] = buf_detach(&ext, NULL);
 	return 0;
 }
 
-/* IMAP LIST wildcards on internal names: '*' anything, '%' no '.'. */
-static bool wild_match(const char *pat, const char *s)
+/*
+ * IMAP LIST wildcards, matched as the real findall does: on the external
+ * name (with unixhierarchysep, "user/bob/Sent"); '*' anything, '%' no
+ * hierarchy separator.
+ */
+static bool wild_match(const char *pat, const char *s, char sep)
 {
 	for (; *pat; pat++, s++) {
 		if (*pat == '*' || *pat == '%') {
 			for (const char *t = s;; t++) {
-				if (wild_match(pat + 1, t))
+				if (wild_match(pat + 1, t, sep))
 					return true;
-				if (!*t || (*pat == '%' && *t == '.'))
+				if (!*t || (*pat == '%' && *t == sep))
 					return false;
 			}
 		}
@@ -1001,28 +1024,145 @@ static void progress(struct ctx *c)
 	fprintf(stderr, "\r%zu/%zu mailboxes", c->done, c->nents);
 }
 
-/* Users' mailboxes first, then the shared ones, as findall lists them. */
-static void run_pattern(struct ctx *c, const char *pat)
+/*
+ * Reconstructs the mailboxes that match: pat (external) if user is NULL,
+ * else user's mailboxes (internal name user or below it, as
+ * mboxlist_usermboxtree). Users' mailboxes first, then the shared ones,
+ * as findall lists them.
+ */
+static void run_match(struct ctx *c, const char *pat, const char *user)
 {
+	size_t ulen = user ? strlen(user) : 0;
 	for (size_t j = 0; j < 2 * c->nents; j++) {
 		size_t i = j % c->nents;
 		const struct mboxlist_entry *e = c->ents[i];
-		bool user = !strncmp(e->name, "user.", 5);
-		if ((j < c->nents) != user)
+		bool isuser = !strncmp(e->name, "user.", 5);
+		if ((j < c->nents) != isuser)
 			continue;
-		if (c->visited[i] || !wild_match(pat, e->name))
+		if (c->visited[i])
+			continue;
+		if (user ? strncmp(e->name, user, ulen) ||
+				   (e->name[ulen] && e->name[ulen] != '.')
+			 : !wild_match(pat, c->extnames[i], c->ml->ns.hier_sep))
 			continue;
 		if (e->mbtype & (MBTYPE_REMOTE | MBTYPE_INTERMEDIATE |
 				 MBTYPE_DELETED | MBTYPE_RESERVE))
 			continue;
 		c->visited[i] = true;
-		reconstruct_one(c, e);
+		c->work = xrealloc(c->work, (c->nwork + 1) * sizeof(*c->work));
+		c->work[c->nwork++] = i;
+	}
+}
+
+/* In a worker: a mailboxes.db handle of its own. */
+static int job_init(void *rock)
+{
+	struct ctx *c = rock;
+	struct error err = ERROR_INIT;
+	/*
+	 * The parent's handle is left alone, not closed: closing it could
+	 * touch the file the parent still uses.
+	 */
+	c->ml = NULL;
+	c->progress = false;
+	if (mboxlist_open(c->cfg, NULL, 0, &c->ml, &err) < 0) {
+		fprintf(stderr, "%s: cannot open mailboxes.db: %s\n", c->prog,
+			err.msg);
+		error_clear(&err);
+		return -1;
+	}
+	return 0;
+}
+
+static int job_run(void *rock, size_t g)
+{
+	struct ctx *c = rock;
+	c->rc = 0;
+	for (size_t k = c->groups[g]; k < c->groups[g + 1]; k++)
+		reconstruct_one(c, c->ents[c->work[k]]);
+	return c->rc;
+}
+
+static void job_done(void *rock, size_t g, int rc)
+{
+	struct ctx *c = rock;
+	if (rc)
+		c->rc = rc;
+	for (size_t k = c->groups[g]; k < c->groups[g + 1]; k++)
+		progress(c);
+}
+
+/*
+ * The work in runs of one user's mailboxes: a worker takes a whole user,
+ * since each mailbox takes the user's namespace lock exclusively and two
+ * workers in one user would wait for each other.
+ */
+static void group_work(struct ctx *c)
+{
+	struct buf prev = BUF_INIT, cur = BUF_INIT;
+	c->groups = xcalloc(c->nwork + 1, sizeof(*c->groups));
+	for (size_t k = 0; k < c->nwork; k++) {
+		struct mboxname mbn;
+		bool user;
+		mboxname_init(&mbn);
+		mboxname_from_intname(&c->ml->ns, &mbn, c->ents[c->work[k]]->name);
+		buf_reset(&cur);
+		user = mboxname_userid(&mbn, &cur);
+		mboxname_release(&mbn);
+		if (!k || !user || strcmp(cur.s, prev.s))
+			c->groups[c->ngroups++] = k;
+		buf_sets(&prev, user ? cur.s : "");
+	}
+	c->groups[c->ngroups] = c->nwork;
+	buf_release(&prev);
+	buf_release(&cur);
+}
+
+/*
+ * The mailboxes found, each whole in one worker (with the same locks as
+ * alone), the output in the order of a sequential run.
+ */
+static void run_work(struct ctx *c)
+{
+	static const struct jobs_ops ops = { job_init, job_run, job_done };
+	if (c->jobs > 1 && c->nwork > 1) {
+		group_work(c);
+		if (c->ngroups > 1 &&
+		    jobs_run(c->ngroups, c->jobs, &ops, c) == 0)
+			return;
+	}
+	for (size_t k = 0; k < c->nwork; k++) {
+		reconstruct_one(c, c->ents[c->work[k]]);
 		progress(c);
 	}
 }
 
+static void run_pattern(struct ctx *c, const char *pat)
+{
+	run_match(c, pat, NULL);
+}
+
+/* The internal name of an external one (the admin's view); malloc'd. */
+static char *to_intname(struct ctx *c, const char *extname, bool userid)
+{
+	struct mboxname mbn;
+	struct buf in = BUF_INIT;
+	struct error err = ERROR_INIT;
+	if (userid)
+		mboxname_from_userid(&c->ml->ns, &mbn, extname);
+	else if (mboxname_from_extname(&c->ml->ns, &mbn, extname, NULL,
+				       &err) < 0)
+		buf_sets(&in, extname); /* no mailbox has it: matches none */
+	if (!in.len)
+		mboxname_intname(&c->ml->ns, &mbn, &in);
+	mboxname_release(&mbn);
+	error_clear(&err);
+	return buf_detach(&in, NULL);
+}
+
 static const struct option longopts[] = {
 	{ "help", no_argument, NULL, 'h' },
+	{ "jobs", required_argument, NULL, 'j' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -1037,7 +1177,7 @@ int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx)
 	c.o.changes = true;
 	c.o.do_stat = true;
 	c.prog = ctx->progname;
-	while ((opt = getopt_long(argc, argv, "C:kp:rmfsxdgGqRUMIoOnV:uP",
+	while ((opt = getopt_long(argc, argv, "C:kp:rmfsxdgGqRUMIoOnV:uPj:",
 				  longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'C': alt_config = optarg; break;
@@ -1072,6 +1212,14 @@ int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx)
 			else
 				c.o.setversion = atoi(optarg);
 			break;
+		case 'j': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 1024)
+				cyrus_usage(ctx, false);
+			c.jobs = (unsigned)v;
+			break;
+		}
 		case 'h': cyrus_usage(ctx, true);
 		default: cyrus_usage(ctx, false);
 		}
@@ -1133,13 +1281,18 @@ int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx)
 
 	if (c.o.part) {
 		for (int i = 0; i < argc; i++) {
+			char *in = to_intname(&c, argv[i], false);
+			bool exists = false;
 			for (size_t k = 0; k < c.nents; k++)
-				if (!strcmp(c.ents[k]->name, argv[i])) {
-					fprintf(stderr, "Mailbox %s already "
-						"exists.  Cannot specify -p.\n",
-						argv[i]);
-					c.rc = EX_USAGE;
-					goto done;
+				if (!strcmp(c.ents[k]->name, in))
+					exists = true;
+			free(in);
+			if (exists) {
+				fprintf(stderr, "Mailbox %s already "
+					"exists.  Cannot specify -p.\n",
+					argv[i]);
+				c.rc = EX_USAGE;
+				goto done;
 				}
 			printf("could not create %s\n", argv[i]);
 		}
@@ -1150,28 +1303,42 @@ int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx)
 			printf("Can not resolve path '%s'\n", argv[i]);
 		goto done;
 	}
-	if (!argc) {
+	if (!argc)
 		run_pattern(&c, "*");
-		goto done;
-	}
 	for (int i = 0; i < argc; i++) {
-		char *base = c.o.users ? xasprintf("user.%s", argv[i]) :
-					 xstrdup(argv[i]);
-		run_pattern(&c, base);
-		if (c.o.recurse || c.o.users) {
-			char *sub = xasprintf("%s.*", base);
+		if (c.o.users) {
+			char *user = to_intname(&c, argv[i], true);
+			run_match(&c, NULL, user);
+			free(user);
+			continue;
+		}
+		run_pattern(&c, argv[i]);
+		if (c.o.recurse) {
+			/* "NAME" SEP "*", then the "@domain" of NAME. */
+			const char *at = c.ml->ns.virtdomains ?
+						 strchr(argv[i], '@') : NULL;
+			size_t n = at ? (size_t)(at - argv[i]) : strlen(argv[i]);
+			char *sub = xasprintf("%.*s%c*%s", (int)n, argv[i],
+					      c.ml->ns.hier_sep, at ? at : "");
 			run_pattern(&c, sub);
 			free(sub);
 		}
-		free(base);
 	}
+	if (!c.jobs)
+		c.jobs = jobs_ncpus();
+	run_work(&c);
 done:
 	if (c.progress)
 		fputc('\n', stderr);
-	for (size_t i = 0; i < c.nents; i++)
+	for (size_t i = 0; i < c.nents; i++) {
 		mboxlist_entry_free(&c.ents[i]);
+		free(c.extnames[i]);
+	}
 	free(c.ents);
+	free(c.extnames);
 	free(c.visited);
+	free(c.work);
+	free(c.groups);
 	mboxlist_close(&c.ml);
 	return c.rc;
 }

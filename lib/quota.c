@@ -519,8 +519,8 @@ void quota_changelock_release(int *fd)
 /* ---- a mailbox for the scan ---- */
 
 /* mboxname_lock: open (creating the directories) and lock, blocking. */
-static int lock_file(const char *path, enum lock_mode mode, int *fd_r,
-		     struct error *err)
+static int lock_file(const char *path, enum lock_mode mode, bool wait,
+		     int *fd_r, struct error *err)
 {
 	int fd = open(path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0666);
 	if (fd < 0 && errno == ENOENT) {
@@ -530,20 +530,24 @@ static int lock_file(const char *path, enum lock_mode mode, int *fd_r,
 	if (fd < 0)
 		return error_sys(err, error_kind_from_errno(errno), errno,
 				 "cannot open lock file '%s'", path);
-	if (lock_fd(fd, mode, true) < 0) {
+	if (lock_fd(fd, mode, wait) < 0) {
 		int e = errno;
 		close(fd);
-		return error_sys(err, ERR_IO, e, "cannot lock '%s'", path);
+		return error_sys(err, e == EAGAIN || e == EACCES ? ERR_TEMPFAIL
+								 : ERR_IO,
+				 e, "cannot lock '%s'", path);
 	}
 	*fd_r = fd;
 	return 0;
 }
 
 int quota_mbox_open(const struct config *cfg, const struct mboxname_ns *ns,
-		    const struct mboxlist_entry *e, bool writable,
+		    const struct mboxlist_entry *e, unsigned flags,
 		    struct quota_mbox **qm_r, struct error *err)
 {
 	struct quota_mbox *qm = xcalloc(1, sizeof(*qm));
+	bool writable = (flags & QUOTA_MBOX_WRITABLE) != 0;
+	bool wait = !(flags & QUOTA_MBOX_NOWAIT);
 	enum lock_mode mode = writable ? LOCK_EXCLUSIVE : LOCK_SHARED;
 	struct mboxname mbn;
 	struct buf userid = BUF_INIT, path = BUF_INIT;
@@ -570,7 +574,7 @@ int quota_mbox_open(const struct config *cfg, const struct mboxname_ns *ns,
 			buf_addch(&nm, *p == '.' ? '^' : *p);
 		mboxpath_lock(cfg, ns, nm.s, NULL, &path);
 		buf_release(&nm);
-		if (lock_file(path.s, mode, &qm->ns_fd, err) < 0)
+		if (lock_file(path.s, mode, wait, &qm->ns_fd, err) < 0)
 			goto out;
 	}
 	/* 2. The mailbox name lock, shared. */
@@ -578,7 +582,7 @@ int quota_mbox_open(const struct config *cfg, const struct mboxname_ns *ns,
 	mboxpath_lock(cfg, ns, e->name,
 		      (e->mbtype & MBTYPE_LEGACY_DIRS) ? NULL : e->uniqueid,
 		      &path);
-	if (lock_file(path.s, LOCK_SHARED, &qm->name_fd, err) < 0)
+	if (lock_file(path.s, LOCK_SHARED, wait, &qm->name_fd, err) < 0)
 		goto out;
 	/* 3. cyrus.index, then what it vouches for. */
 	qm->index_fd = open(qm->index_path,
@@ -588,7 +592,10 @@ int quota_mbox_open(const struct config *cfg, const struct mboxname_ns *ns,
 			  "cannot open '%s'", qm->index_path);
 		goto out;
 	}
-	if (lock_reopen(&qm->index_fd, qm->index_path, mode, NULL, err) < 0)
+	if ((wait ? lock_reopen(&qm->index_fd, qm->index_path, mode, NULL,
+				err)
+		  : lock_reopen_nonblock(&qm->index_fd, qm->index_path, mode,
+					 NULL, err)) < 0)
 		goto out;
 	if (mailbox_header_read(qm->header_path, qm->h, NULL, NULL, err) < 0)
 		goto out;

@@ -183,7 +183,11 @@ void quota_changelock_release(int *fd);
  * mailbox name lock shared (so that clients with the mailbox selected do
  * not block us), then the cyrus.index fcntl lock (exclusive when writable,
  * else shared); cyrus.header and the index header are read under it.
- * Errors: ERR_NOINPUT (missing files), ERR_DATA (bad files), ERR_IO.
+ * Errors: ERR_NOINPUT (missing files), ERR_DATA (bad files), ERR_IO;
+ * with QUOTA_MBOX_NOWAIT, ERR_TEMPFAIL if a lock is held elsewhere.
+ *
+ * fcntl locks belong to the process: two mailboxes of one user open at
+ * once share the namespace lock, and closing either drops it for both.
  */
 struct quota_mbox {
 	char *name;
@@ -194,8 +198,11 @@ struct quota_mbox {
 	struct mailbox_index_header *i;
 };
 
+#define QUOTA_MBOX_WRITABLE 0x1 /* exclusive locks, quotaroot may be set */
+#define QUOTA_MBOX_NOWAIT 0x2   /* fail with ERR_TEMPFAIL, never block */
+
 int quota_mbox_open(const struct config *cfg, const struct mboxname_ns *ns,
-		    const struct mboxlist_entry *e, bool writable,
+		    const struct mboxlist_entry *e, unsigned flags,
 		    struct quota_mbox **qm_r, struct error *err);
 /* The root its cyrus.header names (NULL: none); points into qm. */
 const char *quota_mbox_quotaroot(const struct quota_mbox *qm);

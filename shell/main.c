@@ -219,9 +219,12 @@ static const struct command commands[] = {
 	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
 	  "rebuild cyrus.index and cyrus.cache from the message files",
 	  "usage: reconstruct [-C <alt_config>] [-p partition] [-ksrfxqGRUMIoOn]"
-	  " [-V version] mailbox...\n"
+	  " [-V version] [-j N] mailbox...\n"
 	  "       reconstruct [-C <alt_config>] -P cyrus.header path...\n"
 	  "\n"
+	  "  -j N     N workers, each taking whole users (default: one per "
+	  "CPU;\n"
+	  "           -j 1 is sequential); output in the sequential order\n"
 	  "  -p part  create missing mailboxes on partition part first\n"
 	  "  -x       with -p/-f: do not import metadata, create anew\n"
 	  "  -r       recurse into submailboxes\n"

@@ -327,6 +327,51 @@ test_expect_success 'imapd serves our repair as it served the original' '
 	done
 '
 
+# unixhierarchysep (yes by default in 3.x): the arguments are external
+# names ("user/bob"), and a pattern matches the external name.
+unixsep() { sed -i 's/^unixhierarchysep:.*/unixhierarchysep: yes/' "$CONF"; }
+test_expect_success 'unixhierarchysep yes: the same mailboxes as the real one' '
+	copy_store unix && unixsep &&
+	for args in "user/bob" "-r user/bob" "user.bob" "-r user.bob" \
+		"user/bob/Sent" "user/%" "-r user/%" "user/*/Sent" "-u bob" \
+		"-r user/alice/Archive" "-p default user/bob" "shared"; do
+		run_real -n $args >expect.unix 2>&1; echo "exit $?" >>expect.unix
+		run_ours -n $args >actual.unix 2>&1; echo "exit $?" >>actual.unix
+		test_cmp expect.unix actual.unix || { echo "args: $args"; return 1; }
+	done &&
+	run_ours -n -r user/bob >out &&
+	test_line_count = 4 out
+'
+
+test_expect_success 'unixhierarchysep yes: -r user/bob repairs as the real one' '
+	copy_store real-unix && damage_del_index && unixsep &&
+	run_real -r user/bob | norm_uidv | sed "s#/real-unix/#/X/#" >expect &&
+	copy_store ours-unix && damage_del_index && unixsep &&
+	run_ours -r user/bob | norm_uidv | sed "s#/ours-unix/#/X/#" >actual &&
+	test_cmp expect actual &&
+	grep -q "failed to read index header" actual
+'
+
+# -j: workers take whole mailboxes; the output is the sequential run's.
+damage_many()
+{
+	damage_del_index && damage_trunc_cache && damage_rm_msg &&
+	damage_odd_file && rm "$(mbdir user.carol)/cyrus.index"
+}
+test_expect_success '-j 2 prints and writes what -j 1 does' '
+	copy_store j1 && damage_many &&
+	run_ours -j 1 | norm_uidv | sed "s#/j1/#/X/#" >expect.j &&
+	copy_store j2 && damage_many &&
+	run_ours -j 2 | norm_uidv | sed "s#/j2/#/X/#" >actual.j &&
+	test_cmp expect.j actual.j &&
+	grep -q "user.bob uid 1 found - adding" actual.j &&
+	run_real -n >again.j &&
+	grep -v "odd file\|remove odd files" again.j >again2.j &&
+	test_cmp names again2.j &&
+	test_expect_code 64 run_ours -j 0 &&
+	test_expect_code 64 run_ours -j x
+'
+
 test_expect_success 'bad input: exit codes' '
 	test_expect_code 64 cyrus reconstruct -C $CONF -Z &&
 	test_expect_code 64 cyrus reconstruct -C $CONF -r &&
