@@ -18,7 +18,11 @@
  * mailboxes.db uniqueid (the real one makes a new uniqueid, which moves a
  * uuid-layout mailbox's directory away from its files); quota usage is
  * not adjusted (run quota -f); a lost index gets highestmodseq from
- * mailboxes.db's modseqs, not from the user's modseq counter.
+ * mailboxes.db's modseqs, not from the user's modseq counter. -p and -f
+ * without -x import the old cyrus.header found by name (uniqueid, ACL,
+ * uidvalidity), where the real 3.6.1 writes an entry without uniqueid and
+ * crashes (SIGSEGV); with -x both create anew as the real one does. -f
+ * runs sequentially (-j is ignored).
  */
 #include "compat.h"
 
@@ -45,6 +49,8 @@
 #include "mailbox.h"
 #include "mboxlist.h"
 #include "mboxname.h"
+#include "mboxops.h"
+#include "mboxpath.h"
 #include "message.h"
 #include "mimeparse.h"
 #include "xmalloc.h"
@@ -71,6 +77,8 @@ struct ctx {
 	int rc;
 	bool progress;
 	size_t done;
+	char **found, **foundpart; /* -f: discovered, with the parent's part */
+	size_t nfound;
 	const char *prog;
 };
 
@@ -965,6 +973,8 @@ out:
 	return r;
 }
 
+static void discover(struct ctx *c, const struct mboxlist_entry *e);
+
 static int collect(void *rock, const struct mboxlist_entry *e)
 {
 	struct ctx *c = rock;
@@ -1125,14 +1135,16 @@ static void group_work(struct ctx *c)
 static void run_work(struct ctx *c)
 {
 	static const struct jobs_ops ops = { job_init, job_run, job_done };
-	if (c->jobs > 1 && c->nwork > 1) {
+	if (c->jobs > 1 && c->nwork > 1 && !c->o.fflag) {
 		group_work(c);
 		if (c->ngroups > 1 &&
 		    jobs_run(c->ngroups, c->jobs, &ops, c) == 0)
 			return;
 	}
 	for (size_t k = 0; k < c->nwork; k++) {
-		reconstruct_one(c, c->ents[c->work[k]]);
+		const struct mboxlist_entry *e = c->ents[c->work[k]];
+		if (reconstruct_one(c, e) == 0 && c->o.fflag)
+			discover(c, e);
 		progress(c);
 	}
 }
@@ -1158,6 +1170,302 @@ static char *to_intname(struct ctx *c, const char *extname, bool userid)
 	mboxname_release(&mbn);
 	error_clear(&err);
 	return buf_detach(&in, NULL);
+}
+
+/* Entry intname of mailboxes.db appended to c->ents (-p, -f); -1 if none. */
+static long add_entry(struct ctx *c, const char *intname)
+{
+	struct mboxlist_entry *e = NULL;
+	struct error err = ERROR_INIT;
+	if (mboxlist_lookup(c->ml, intname, false, &e, NULL, &err) < 0) {
+		error_clear(&err);
+		return -1;
+	}
+	collect(c, e);
+	mboxlist_entry_free(&e);
+	c->visited = xrealloc(c->visited, c->nents * sizeof(*c->visited));
+	c->visited[c->nents - 1] = false;
+	return (long)c->nents - 1;
+}
+
+/*
+ * An entry for intname from the cyrus.header (and cyrus.index) found by
+ * name on partition part: its uniqueid, type and ACL, as 3.6.1 means -p
+ * and -f without -x to do (the real one writes an entry without uniqueid
+ * and crashes on it).
+ */
+static int import_header(struct ctx *c, const char *intname,
+			 const char *part, struct error *err)
+{
+	struct buf hp = BUF_INIT, ip = BUF_INIT;
+	struct mailbox_header h;
+	struct mailbox_index idx;
+	struct mboxlist_entry *e = NULL;
+	struct cyrusdb_txn *tid = NULL;
+	int r = -1;
+
+	mailbox_header_init(&h);
+	memset(&idx, 0, sizeof(idx));
+	if (!part || mboxpath_meta(c->cfg, &c->ml->ns, part, intname, NULL,
+				   MBOXPATH_HEADER, false, &hp, err) < 0 ||
+	    mboxpath_meta(c->cfg, &c->ml->ns, part, intname, NULL,
+			  MBOXPATH_INDEX, false, &ip, err) < 0 ||
+	    mailbox_header_read(hp.s, &h, NULL, NULL, err) < 0)
+		goto out;
+	if (!h.uniqueid || (h.name && strcmp(h.name, intname))) {
+		error_set(err, ERR_DATA, "%s: not the header of %s", hp.s,
+			  intname);
+		goto out;
+	}
+	e = mboxlist_entry_new();
+	e->name = xstrdup(intname);
+	e->mbtype = MBTYPE_KIND(h.mbtype) | MBTYPE_LEGACY_DIRS;
+	e->partition = xstrdup(part);
+	e->acl = xstrdup(h.acl ? h.acl : "");
+	e->uniqueid = xstrdup(h.uniqueid);
+	e->mtime = time(NULL);
+	if (mailbox_index_read(ip.s, &idx, NULL, err) == 0) {
+		e->uidvalidity = idx.h.uidvalidity;
+		e->createdmodseq = idx.h.createdmodseq;
+		e->foldermodseq = idx.h.highestmodseq;
+	}
+	error_clear(err);
+	if (mboxlist_update(c->ml, e, e->mtime, &tid, err) < 0 ||
+	    cyrusdb_commit(c->ml->db, tid) < 0) {
+		if (tid)
+			cyrusdb_abort(c->ml->db, tid);
+		if (err->kind == ERR_NONE)
+			error_set(err, ERR_IO, "cannot write mailboxes.db");
+		goto out;
+	}
+	r = 0;
+out:
+	mboxlist_entry_free(&e);
+	mailbox_index_release(&idx);
+	mailbox_header_release(&h);
+	buf_release(&hp);
+	buf_release(&ip);
+	return r;
+}
+
+/*
+ * Creates intname, missing from mailboxes.db: from its old cyrus.header
+ * unless -x, else anew as imapd's CREATE (mailbox_create over whatever
+ * directory is there, as the real -x does). part NULL: the parent's.
+ */
+static int create_missing(struct ctx *c, const char *intname,
+			  const char *part, struct error *err)
+{
+	if (!c->o.xflag && c->o.changes &&
+	    import_header(c, intname, part, err) == 0)
+		return 0;
+	error_clear(err);
+	if (!c->o.changes)
+		return 0;
+	struct mboxops ops;
+	struct mboxops_create co;
+	memset(&ops, 0, sizeof(ops));
+	memset(&co, 0, sizeof(co));
+	ops.cfg = c->cfg;
+	ops.ml = c->ml;
+	co.partition = part;
+	for (int i = 0; i < MBOXOPS_QUOTA_NUM; i++)
+		co.limits[i] = -1;
+	int r = mboxops_create(&ops, intname, &co, NULL, err);
+	mboxops_release(&ops);
+	return r;
+}
+
+/* -f: subdirectories of e's directory with a cyrus.header, not in
+ * mailboxes.db, queued (and printed) for creation. */
+static void discover(struct ctx *c, const struct mboxlist_entry *e)
+{
+	struct error err = ERROR_INIT;
+	char *hpath = NULL;
+	if (mailbox_paths(c->cfg, &c->ml->ns, e, &hpath, NULL, NULL, NULL,
+			  NULL, &err) < 0) {
+		error_clear(&err);
+		return;
+	}
+	char *slash = strrchr(hpath, '/');
+	if (slash)
+		*slash = '\0';
+	DIR *d = opendir(hpath);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		struct stat st;
+		if (strchr(de->d_name, '.'))
+			continue;
+		char *sub = xasprintf("%s/%s", hpath, de->d_name);
+		char *hdr = xasprintf("%s/cyrus.header", sub);
+		bool ok = stat(sub, &st) == 0 && S_ISDIR(st.st_mode) &&
+			  stat(hdr, &st) == 0;
+		free(sub);
+		free(hdr);
+		if (!ok)
+			continue;
+		char *name = xasprintf("%s.%s", e->name, de->d_name);
+		struct mboxlist_entry *x = NULL;
+		if (mboxlist_lookup(c->ml, name, false, &x, NULL, &err) == 0) {
+			mboxlist_entry_free(&x);
+			free(name);
+			continue;
+		}
+		error_clear(&err);
+		printf("discovered %s\n", name);
+		c->found = xrealloc(c->found,
+				    (c->nfound + 1) * sizeof(*c->found));
+		c->found[c->nfound] = name;
+		c->foundpart = xrealloc(c->foundpart, (c->nfound + 1) *
+					sizeof(*c->foundpart));
+		c->foundpart[c->nfound++] = e->partition ?
+						    xstrdup(e->partition) :
+						    NULL;
+	}
+	if (d)
+		closedir(d);
+	free(hpath);
+	fflush(stdout);
+}
+
+/* -f: the discovered mailboxes, created and reconstructed in turn (each
+ * may discover more). */
+static void run_discovered(struct ctx *c)
+{
+	for (size_t k = 0; k < c->nfound; k++) {
+		struct error err = ERROR_INIT;
+		char *name = c->found[k];
+		if (create_missing(c, name, c->foundpart[k], &err) < 0) {
+			fprintf(stderr, "createmailbox %s: %s\n", name,
+				err.msg);
+			error_clear(&err);
+		} else {
+			long i = add_entry(c, name);
+			if (i >= 0 && !c->visited[i]) {
+				c->visited[i] = true;
+				if (reconstruct_one(c, c->ents[i]) == 0)
+					discover(c, c->ents[i]);
+			}
+		}
+		free(name);
+		free(c->foundpart[k]);
+	}
+	free(c->found);
+	free(c->foundpart);
+	c->found = NULL;
+	c->foundpart = NULL;
+	c->nfound = 0;
+}
+
+struct part_find {
+	const char *path;
+	const struct config *cfg;
+	char *part;
+};
+
+static int part_match(void *rock, const char *name, const char *dir)
+{
+	struct part_find *pf = rock;
+	const char *meta = config_metapartitiondir(pf->cfg, name);
+	const char *roots[2] = { dir, meta };
+	for (int i = 0; i < 2; i++) {
+		size_t n = roots[i] ? strlen(roots[i]) : 0;
+		if (n && !strncmp(pf->path, roots[i], n) &&
+		    pf->path[n] == '/') {
+			pf->part = xstrdup(name);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* -P: a mailboxes.db entry from the cyrus.header at arg. */
+static void reconstruct_path(struct ctx *c, const char *arg)
+{
+	char real[PATH_MAX + 1], real2[PATH_MAX + 1];
+	const char *sfx = "/cyrus.header";
+	size_t n = strlen(arg), sn = strlen(sfx);
+	struct mailbox_header h;
+	struct mailbox_index idx;
+	struct error err = ERROR_INIT;
+	struct buf mp = BUF_INIT;
+	struct part_find pf = { NULL, c->cfg, NULL };
+	struct mboxlist_entry *e = NULL;
+	struct cyrusdb_txn *tid = NULL;
+	char *hpath;
+
+	mailbox_header_init(&h);
+	memset(&idx, 0, sizeof(idx));
+	if (!realpath(arg, real)) {
+		printf("Can not resolve path '%s'\n", arg);
+		return;
+	}
+	hpath = xasprintf("%s%s", real,
+			  n < sn || strcmp(arg + n - sn, sfx) ? sfx : "");
+	if (mailbox_header_read(hpath, &h, NULL, NULL, &err) < 0 ||
+	    !h.name || !h.uniqueid) {
+		/* a header without name or uniqueid: not handled here */
+		printf("Invalid/missing cyrus.header at '%s'\n", hpath);
+		goto out;
+	}
+	pf.path = hpath;
+	config_foreach_partition(c->cfg, part_match, &pf);
+	if (!pf.part) {
+		printf("Header for mailbox '%s' is not located on a valid "
+		       "[meta]partition\n", h.name);
+		goto out;
+	}
+	bool legacy = (h.mbtype & MBTYPE_LEGACY_DIRS) != 0;
+	if (mboxpath_meta(c->cfg, &c->ml->ns, pf.part, h.name,
+			  legacy ? NULL : h.uniqueid, MBOXPATH_HEADER, false,
+			  &mp, &err) < 0 || !realpath(mp.s, real2) ||
+	    strcmp(hpath, real2)) {
+		printf("Header for mailbox '%s' (%s) is not located in proper "
+		       "location: '%s'\n", h.name, h.uniqueid,
+		       mp.s ? mp.s : "");
+		goto out;
+	}
+	e = mboxlist_entry_new();
+	e->name = xstrdup(h.name);
+	e->mbtype = h.mbtype;
+	e->partition = xstrdup(pf.part);
+	e->acl = h.acl ? xstrdup(h.acl) : NULL;
+	e->uniqueid = xstrdup(h.uniqueid);
+	e->mtime = time(NULL);
+	char *ipath = NULL;
+	if (mailbox_paths(c->cfg, &c->ml->ns, e, NULL, &ipath, NULL, NULL,
+			  NULL, &err) < 0 ||
+	    mailbox_index_read(ipath, &idx, NULL, &err) < 0) {
+		printf("failed to open mailbox %s (%s): %s\n", e->name,
+		       e->uniqueid, err.msg);
+		free(ipath);
+		goto out;
+	}
+	free(ipath);
+	e->uidvalidity = idx.h.uidvalidity;
+	e->foldermodseq = idx.h.highestmodseq;
+	e->createdmodseq = idx.h.createdmodseq;
+	if (!c->o.changes) {
+		printf("created mbentry for %s (%s)\n", e->name, e->uniqueid);
+		goto out;
+	}
+	if (mboxlist_update(c->ml, e, e->mtime, &tid, &err) < 0 ||
+	    cyrusdb_commit(c->ml->db, tid) < 0) {
+		if (tid)
+			cyrusdb_abort(c->ml->db, tid);
+		printf("failed to create mbentry for %s (%s): %s\n", e->name,
+		       e->uniqueid, err.msg);
+	} else {
+		printf("created mbentry for %s (%s)\n", e->name, e->uniqueid);
+	}
+out:
+	mboxlist_entry_free(&e);
+	mailbox_index_release(&idx);
+	mailbox_header_release(&h);
+	buf_release(&mp);
+	free(pf.part);
+	free(hpath);
+	error_clear(&err);
 }
 
 static const struct option longopts[] = {
@@ -1293,14 +1601,23 @@ int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx)
 					argv[i]);
 				c.rc = EX_USAGE;
 				goto done;
-				}
-			printf("could not create %s\n", argv[i]);
+			}
 		}
-		goto done;
+		for (int i = 0; i < argc; i++) {
+			char *in = to_intname(&c, argv[i], false);
+			if (create_missing(&c, in, c.o.part, &err) < 0) {
+				fprintf(stderr, "could not create %s\n",
+					argv[i]);
+				error_clear(&err);
+			} else {
+				add_entry(&c, in);
+			}
+			free(in);
+		}
 	}
 	if (c.o.paths) {
 		for (int i = 0; i < argc; i++)
-			printf("Can not resolve path '%s'\n", argv[i]);
+			reconstruct_path(&c, argv[i]);
 		goto done;
 	}
 	if (!argc)
@@ -1326,7 +1643,10 @@ int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx)
 	}
 	if (!c.jobs)
 		c.jobs = jobs_ncpus();
+	if (c.o.fflag)
+		c.jobs = 1;
 	run_work(&c);
+	run_discovered(&c);
 done:
 	if (c.progress)
 		fputc('\n', stderr);
