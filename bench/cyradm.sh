@@ -2,10 +2,12 @@
 # Our cyradm against the Perl one (Debian's cyrus-admin), in the same run,
 # against the same private Cyrus 3.6.1 (tests/lib/instance.sh): startup
 # (--help, and connect + authenticate + one lm), and a script of NCMDS
-# commands (cm, lm, sam, dm on NCMDS/4 user mailboxes) read from stdin.
+# commands (cm, sam, lq, dm on NCMDS/4 user mailboxes) read from stdin,
+# which ours pipelines; and ours again with CYRADM_NO_PIPELINE=1, one
+# command at a time as the Perl one, to show what pipelining buys.
 # Prints wall time, client CPU (user+sys of the cyradm process alone; the
 # startup cases are the mean of STARTUP_RUNS) and peak RSS for each, and
-# Perl/ours ratios (above 1: ours is better). Checks that both print the
+# Perl/ours ratios (above 1: ours is better). Checks that all print the
 # same. Not a test: nothing fails on speed.
 #
 #   bench/cyradm.sh [NCMDS]     default 1000 (a multiple of 4)
@@ -112,8 +114,8 @@ awk -v n="$N" 'BEGIN {
 	for (i = 0; i < n / 4; i++) {
 		m = sprintf("user.b%05d", i)
 		print "cm " m
-		print "lm " m
 		print "sam " m " cyrus all"
+		print "lq " m
 		print "dm " m
 	}
 }' >"$work/script.in"
@@ -135,3 +137,7 @@ fresh
 measure oscript "$work/script.in" "$OURS" "${conn[@]}"
 row "script: $N commands" "$pw" "$pc" "$pm" "$W" "$C" "$M"
 same pscript oscript
+fresh
+measure sscript "$work/script.in" env CYRADM_NO_PIPELINE=1 "$OURS" "${conn[@]}"
+row "  ours, not pipelined" "$pw" "$pc" "$pm" "$W" "$C" "$M"
+same pscript sscript

@@ -307,18 +307,17 @@ out:
 
 enum { SEL_SPECIAL = 1, SEL_RECURSIVE = 2, SEL_SUBSCRIBED = 4 };
 
-/* Admin.pm listmailbox; returns 0 or -1 with conn->error set. */
-static int admin_list(struct cyradm *cy, const char *pat, const char *ref,
-		      unsigned sel, struct mboxes *res)
+/*
+ * The LIST command Admin.pm's listmailbox sends on c for sel, with "%s %s"
+ * for the reference and the pattern, into cmd. Returns NULL, or why there
+ * is none.
+ */
+static const char *list_fmt(const struct cyradm_conn *c, unsigned sel,
+			    struct buf *cmd)
 {
-	struct cyradm_conn *c = cy->conn;
-	struct buf cmd = BUF_INIT, text = BUF_INIT;
 	struct strlist lsel = { 0 }, lret = { 0 };
-	const char *list_cmd = "LIST";
-	int r = -1;
+	const char *list_cmd = "LIST", *why = NULL;
 
-	if (!ref)
-		ref = "";
 	if (c->referrals) {
 		if (c->list_extended)
 			sl_push(&lsel, "REMOTE");
@@ -326,12 +325,12 @@ static int admin_list(struct cyradm *cy, const char *pat, const char *ref,
 			list_cmd = "RLIST";
 	}
 	if ((sel & SEL_SPECIAL) && !c->list_special_use) {
-		set_error(c, "Remote does not support SPECIAL-USE.");
-		return -1;
+		why = "Remote does not support SPECIAL-USE.";
+		goto out;
 	}
 	if (sel && !c->list_extended) {
-		set_error(c, "Remote does not support LIST-EXTENDED.");
-		return -1;
+		why = "Remote does not support LIST-EXTENDED.";
+		goto out;
 	}
 	if (c->list_extended) {
 		sl_push(&lret, "SUBSCRIBED");
@@ -346,23 +345,44 @@ static int admin_list(struct cyradm *cy, const char *pat, const char *ref,
 		}
 	}
 	if (!strcmp(list_cmd, "RLIST") && (lsel.n || lret.n)) {
-		set_error(c, "Invalid capabilities: MAILBOX-REFERRALS and "
-			  "SPECIAL-USE but no LIST-EXTENDED.");
+		why = "Invalid capabilities: MAILBOX-REFERRALS and "
+		      "SPECIAL-USE but no LIST-EXTENDED.";
 		goto out;
 	}
-	buf_adds(&cmd, list_cmd);
+	buf_adds(cmd, list_cmd);
 	if (lsel.n) {
-		buf_adds(&cmd, " (");
+		buf_adds(cmd, " (");
 		for (size_t i = 0; i < lsel.n; i++)
-			buf_printf(&cmd, "%s%s", i ? " " : "", lsel.v[i]);
-		buf_adds(&cmd, ")");
+			buf_printf(cmd, "%s%s", i ? " " : "", lsel.v[i]);
+		buf_adds(cmd, ")");
 	}
-	buf_adds(&cmd, " %s %s");
+	buf_adds(cmd, " %s %s");
 	if (lret.n) {
-		buf_adds(&cmd, " RETURN (");
+		buf_adds(cmd, " RETURN (");
 		for (size_t i = 0; i < lret.n; i++)
-			buf_printf(&cmd, "%s%s", i ? " " : "", lret.v[i]);
-		buf_adds(&cmd, ")");
+			buf_printf(cmd, "%s%s", i ? " " : "", lret.v[i]);
+		buf_adds(cmd, ")");
+	}
+out:
+	sl_free(&lsel);
+	sl_free(&lret);
+	return why;
+}
+
+/* Admin.pm listmailbox; returns 0 or -1 with conn->error set. */
+static int admin_list(struct cyradm *cy, const char *pat, const char *ref,
+		      unsigned sel, struct mboxes *res)
+{
+	struct cyradm_conn *c = cy->conn;
+	struct buf cmd = BUF_INIT, text = BUF_INIT;
+	int r = -1;
+
+	if (!ref)
+		ref = "";
+	const char *why = list_fmt(c, sel, &cmd);
+	if (why) {
+		set_error(c, why);
+		goto out;
 	}
 	struct list_rock lr = { res, false, "LIST" };
 	int st = send_cmd(cy, list_cb, &lr, &text, cmd.s, ref, pat);
@@ -377,8 +397,6 @@ static int admin_list(struct cyradm *cy, const char *pat, const char *ref,
 	set_error(c, NULL);
 	r = 0;
 out:
-	sl_free(&lsel);
-	sl_free(&lret);
 	buf_release(&cmd);
 	buf_release(&text);
 	return r;
@@ -2094,6 +2112,146 @@ static int cmd_help(struct cyradm *cy, const char *name UNUSED, int argc,
 	return r ? -1 : 0;
 }
 
+/* ---- pipelining --------------------------------------------------------- */
+
+/*
+ * Each plan_NAME below sends ahead what cmd_NAME sends for the simplest
+ * shape of its arguments (no options, no wildcard), and nothing for any
+ * other; keep the two in step: a command sent ahead that cmd_NAME does not
+ * then send is lost (imapclient drains it).
+ */
+
+/* Sends one command ahead; counts into *sent. */
+static bool ahead(struct cyradm *cy, size_t *sent, const char *fmt, ...)
+{
+	struct error err = ERROR_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = imapclient_vsend_ahead(cy->conn->ic, &err, fmt, ap);
+	va_end(ap);
+	if (r == 0)
+		(*sent)++;
+	return r == 0;
+}
+
+static int plan_result(size_t sent, size_t want)
+{
+	return sent == want ? PLAN_ALL : sent ? PLAN_SOME : PLAN_NONE;
+}
+
+/* A connection, and the one word after the command that is no option. */
+static bool plan_one_word(struct cyradm *cy, int argc, char **argv)
+{
+	return argc == 2 && argv[1][0] != '-' && cy->conn &&
+	       imapclient_alive(cy->conn->ic);
+}
+
+/* cmd_listmailbox without options: admin_list's command. */
+static int plan_listmailbox(struct cyradm *cy, int argc, char **argv)
+{
+	struct buf cmd = BUF_INIT;
+	size_t n = 0;
+	if (argc > 3 || !cy->conn || !imapclient_alive(cy->conn->ic))
+		return PLAN_NONE;
+	for (int i = 1; i < argc; i++)
+		if (argv[i][0] == '-')
+			return PLAN_NONE;
+	if (!list_fmt(cy->conn, 0, &cmd))
+		ahead(cy, &n, cmd.s, argc > 2 ? argv[2] : "",
+		      argc > 1 ? argv[1] : "*");
+	buf_release(&cmd);
+	return plan_result(n, 1);
+}
+
+static int plan_create(struct cyradm *cy, int argc, char **argv)
+{
+	size_t n = 0;
+	if (!plan_one_word(cy, argc, argv))
+		return PLAN_NONE;
+	ahead(cy, &n, "CREATE %s", argv[1]);
+	return plan_result(n, 1);
+}
+
+static int plan_delete(struct cyradm *cy, int argc, char **argv)
+{
+	size_t n = 0;
+	if (!plan_one_word(cy, argc, argv) || has_wildcard(argv[1]))
+		return PLAN_NONE;
+	ahead(cy, &n, "DELETE %s", argv[1]);
+	return plan_result(n, 1);
+}
+
+static int plan_listquota(struct cyradm *cy, int argc, char **argv)
+{
+	size_t n = 0;
+	if (!plan_one_word(cy, argc, argv))
+		return PLAN_NONE;
+	ahead(cy, &n, "GETQUOTA %s", argv[1]);
+	return plan_result(n, 1);
+}
+
+static int plan_listquotaroot(struct cyradm *cy, int argc, char **argv)
+{
+	size_t n = 0;
+	if (!plan_one_word(cy, argc, argv))
+		return PLAN_NONE;
+	ahead(cy, &n, "GETQUOTAROOT %s", argv[1]);
+	return plan_result(n, 1);
+}
+
+static int plan_subscribe(struct cyradm *cy, int argc, char **argv)
+{
+	size_t n = 0;
+	if (!plan_one_word(cy, argc, argv))
+		return PLAN_NONE;
+	ahead(cy, &n, "%a %s", "SUBSCRIBE", argv[1]);
+	return plan_result(n, 1);
+}
+
+static int plan_unsubscribe(struct cyradm *cy, int argc, char **argv)
+{
+	size_t n = 0;
+	if (!plan_one_word(cy, argc, argv))
+		return PLAN_NONE;
+	ahead(cy, &n, "%a %s", "UNSUBSCRIBE", argv[1]);
+	return plan_result(n, 1);
+}
+
+/* cmd_setacl without a wildcard: admin_setacl's commands. */
+static int plan_setacl(struct cyradm *cy, int argc, char **argv)
+{
+	struct strlist ids = { 0 }, rights = { 0 };
+	size_t n = 0;
+	if (argc < 4 || argc % 2 || argv[1][0] == '-' ||
+	    has_wildcard(argv[1]) || !cy->conn ||
+	    !imapclient_alive(cy->conn->ic))
+		return PLAN_NONE;
+	for (int i = 2; i + 1 < argc; i += 2)
+		acl_put(&ids, &rights, argv[i], argv[i + 1]);
+	for (size_t i = 0; i < ids.n; i++)
+		if (!ahead(cy, &n, "SETACL %s %s %s", argv[1], ids.v[i],
+			   acl_alias(rights.v[i])))
+			break;
+	int r = plan_result(n, ids.n);
+	sl_free(&ids);
+	sl_free(&rights);
+	return r;
+}
+
+/* cmd_deleteacl without a wildcard nor "*": admin_deleteacl's commands. */
+static int plan_deleteacl(struct cyradm *cy, int argc, char **argv)
+{
+	size_t n = 0;
+	if (argc < 3 || argv[1][0] == '-' || has_wildcard(argv[1]) ||
+	    !strcmp(argv[2], "*") || !cy->conn ||
+	    !imapclient_alive(cy->conn->ic))
+		return PLAN_NONE;
+	for (int i = 2; i < argc; i++)
+		if (!ahead(cy, &n, "DELETEACL %s %s", argv[1], argv[i]))
+			break;
+	return plan_result(n, (size_t)argc - 2);
+}
+
 /* ---- the table --------------------------------------------------------- */
 
 #define ALIASES(...) (const char *const[]){ __VA_ARGS__, NULL }
@@ -2103,64 +2261,65 @@ const struct repl_command repl_commands[] = {
 	{ "authenticate", ALIASES("auth", "login"), cmd_authenticate,
 	  "[-minssf N] [-maxssf N] [-mechanisms list] [-service name] "
 	  "[-tlskey keyfile] [-notls] [-cafile cacertfile] "
-	  "[-capath cacertdir] [user]", "authenticate to server" },
+	  "[-capath cacertdir] [user]", "authenticate to server", NULL },
 	{ "chdir", ALIASES("cd"), cmd_chdir, "directory",
-	  "change current directory" },
+	  "change current directory", NULL },
 	{ "createmailbox", ALIASES("create", "cm"), cmd_create,
 	  "[--partition partition] [--specialuse specialuse] mailbox "
-	  "[partition]", "create mailbox" },
+	  "[partition]", "create mailbox", plan_create },
 	{ "deleteaclmailbox", ALIASES("deleteacl", "dam"), cmd_deleteacl,
-	  "mailbox id [id ...]", "remove ACLs from mailbox" },
+	  "mailbox id [id ...]", "remove ACLs from mailbox", plan_deleteacl },
 	{ "deletemailbox", ALIASES("delete", "dm"), cmd_delete,
-	  "mailbox [host]", "delete mailbox" },
+	  "mailbox [host]", "delete mailbox", plan_delete },
 	{ "disconnect", ALIASES("disc"), cmd_disconnect, "",
-	  "disconnect from current server" },
-	{ "exit", ALIASES("quit"), cmd_exit, "[number]", "exit cyradm" },
+	  "disconnect from current server", NULL },
+	{ "exit", ALIASES("quit"), cmd_exit, "[number]", "exit cyradm", NULL },
 	{ "getmetadata", ALIASES("getmd"), cmd_getmetadata, "[mailbox]",
-	  "display mailbox/server metadata" },
-	{ "help", ALIASES("?"), cmd_help, "[command]", "show commands" },
+	  "display mailbox/server metadata", NULL },
+	{ "help", ALIASES("?"), cmd_help, "[command]", "show commands", NULL },
 	{ "info", NULL, cmd_info, "[mailbox]",
-	  "display mailbox/server annotations" },
+	  "display mailbox/server annotations", NULL },
 	{ "listacl", ALIASES("listaclmailbox", "lam"), cmd_listacl, "mailbox",
-	  "list ACLs on mailbox" },
+	  "list ACLs on mailbox", NULL },
 	{ "listmailbox", ALIASES("lm"), cmd_listmailbox,
-	  "[-subscribed] [-specialuse] [pattern [base]]", "list mailboxes" },
+	  "[-subscribed] [-specialuse] [pattern [base]]", "list mailboxes",
+	  plan_listmailbox },
 	{ "listquota", ALIASES("lq"), cmd_listquota, "root",
-	  "list quotas on specified root" },
+	  "list quotas on specified root", plan_listquota },
 	{ "listquotaroot", ALIASES("lqr", "lqm"), cmd_listquotaroot, "mailbox",
-	  "show quota roots and quotas for mailbox" },
+	  "show quota roots and quotas for mailbox", plan_listquotaroot },
 	{ "mboxcfg", ALIASES("mboxconfig"), cmd_mboxconfig,
 	  "[--private] mailbox [comment|expire|news2mail|sieve|squat|"
-	  "/<explicit annotation>] value", "configure mailbox" },
+	  "/<explicit annotation>] value", "configure mailbox", NULL },
 	{ "reconstruct", NULL, cmd_reconstruct, "mailbox",
-	  "reconstruct mailbox (if supported)" },
+	  "reconstruct mailbox (if supported)", NULL },
 	{ "renamemailbox", ALIASES("rename", "renm"), cmd_rename,
 	  "[--partition partition] oldname newname [partition]",
-	  "rename (and optionally relocate) mailbox" },
+	  "rename (and optionally relocate) mailbox", NULL },
 	{ "server", ALIASES("connect", "servername"), cmd_server,
 	  "[-noauthenticate] [server]",
-	  "show current server or connect to server" },
+	  "show current server or connect to server", NULL },
 	{ "setaclmailbox", ALIASES("setacl", "sam"), cmd_setacl,
-	  "mailbox id rights [id rights ...]", "set ACLs on mailbox" },
+	  "mailbox id rights [id rights ...]", "set ACLs on mailbox", plan_setacl },
 	{ "setinfo", NULL, cmd_setinfo,
 	  "[motd|comment|admin|shutdown|expire|squat] text",
-	  "set server metadata" },
+	  "set server metadata", NULL },
 	{ "setmetadata", ALIASES("setmd"), cmd_setmetadata,
 	  "[--private] mailbox [comment|expire|news2mail|pop3showafter|"
 	  "sharedseen|sieve|specialuse|squat|/<explicit annotation>] value",
-	  "set metadata to mailbox" },
+	  "set metadata to mailbox", NULL },
 	{ "setquota", ALIASES("sq"), cmd_setquota,
 	  "mailbox resource value [resource value ...]",
-	  "set quota on mailbox or resource" },
+	  "set quota on mailbox or resource", NULL },
 	{ "subscribe", ALIASES("sub"), cmd_subscribe, "[mailbox]",
-	  "subscribe to a mailbox" },
+	  "subscribe to a mailbox", plan_subscribe },
 	{ "unsubscribe", ALIASES("unsub"), cmd_unsubscribe, "[mailbox]",
-	  "unsubscribe from a mailbox" },
+	  "unsubscribe from a mailbox", plan_unsubscribe },
 	{ "version", ALIASES("ver"), cmd_version, "",
-	  "display version info of current server" },
+	  "display version info of current server", NULL },
 	{ "xfermailbox", ALIASES("xfer"), cmd_xfer,
 	  "[--partition partition] mailbox server [partition]",
-	  "transfer (relocate) a mailbox to a different server" },
+	  "transfer (relocate) a mailbox to a different server", NULL },
 };
 
 const size_t repl_ncommands = ARRAY_SIZE(repl_commands);

@@ -53,7 +53,18 @@ struct repl_command {
 	int (*fn)(struct cyradm *cy, const char *name, int argc, char **argv);
 	const char *usage;
 	const char *help;
+	/*
+	 * Pipelining of scripts: sends ahead (imapclient_send_ahead) the IMAP
+	 * commands fn would send for these words on the current connection,
+	 * when fn sends a sequence of commands that no answer can change
+	 * (nor end early, but by losing the connection). Returns PLAN_ALL
+	 * when all were sent, PLAN_NONE when none was, PLAN_SOME otherwise.
+	 * NULL: the command is never sent ahead.
+	 */
+	int (*plan)(struct cyradm *cy, int argc, char **argv);
 };
+
+enum { PLAN_ALL, PLAN_NONE, PLAN_SOME };
 
 extern const struct repl_command repl_commands[];
 extern const size_t repl_ncommands;

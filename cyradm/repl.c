@@ -236,17 +236,37 @@ static int apply_redir(struct cyradm *cy, struct redirs *rd, const char *op,
 static struct {
 	int fd;
 	bool seekable;
-	size_t pos, len;
-	char buf[4096];
+	size_t pos, len, alloc;
+	char *buf;
+	off_t base;        /* offset in the input of buf[0] */
 } script_in = { .fd = -1 };
 
 void repl_sync_input(void)
 {
-	if (script_in.fd >= 0 && script_in.seekable &&
-	    script_in.pos < script_in.len)
+	/* From a pipe: what is left in the buffer is read next, by us. */
+	if (script_in.fd < 0 || !script_in.seekable)
+		return;
+	if (script_in.pos < script_in.len)
 		lseek(script_in.fd, -(off_t)(script_in.len - script_in.pos),
 		      SEEK_CUR);
+	script_in.base += (off_t)script_in.pos;
 	script_in.pos = script_in.len = 0;
+}
+
+/* Appends what read() gives (up to want bytes) to the buffer; its result. */
+static ssize_t script_fill(size_t want)
+{
+	ssize_t n;
+	if (script_in.alloc - script_in.len < want) {
+		script_in.alloc = script_in.len + want + 4096;
+		script_in.buf = xrealloc(script_in.buf, script_in.alloc);
+	}
+	do
+		n = read(script_in.fd, script_in.buf + script_in.len, want);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		script_in.len += (size_t)n;
+	return n;
 }
 
 static int script_getc(FILE *f)
@@ -255,21 +275,53 @@ static int script_getc(FILE *f)
 	if (fd != script_in.fd) {
 		struct stat st;
 		repl_sync_input();
+		script_in.pos = script_in.len = 0;
 		script_in.fd = fd;
+		script_in.base = 0;
 		script_in.seekable = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 	}
 	if (script_in.pos < script_in.len)
 		return (unsigned char)script_in.buf[script_in.pos++];
-	ssize_t n;
-	do
-		n = read(fd, script_in.buf,
-			 script_in.seekable ? sizeof(script_in.buf) : 1);
-	while (n < 0 && errno == EINTR);
-	if (n <= 0)
+	script_in.base += (off_t)script_in.len;
+	script_in.pos = script_in.len = 0;
+	if (script_fill(script_in.seekable ? 4096 : 1) <= 0)
 		return EOF;
-	script_in.len = (size_t)n;
-	script_in.pos = 1;
-	return (unsigned char)script_in.buf[0];
+	return (unsigned char)script_in.buf[script_in.pos++];
+}
+
+/*
+ * The line of input that starts at offset from (not yet read by readline),
+ * without its newline: reads more if needed, but from a pipe only what is
+ * there already, and never past that line's newline (what we take from a
+ * pipe could not be given back to a program run from the script). Returns
+ * false if there is no whole line there yet.
+ */
+static bool script_peek_line(off_t from, const char **s, size_t *len)
+{
+	if (script_in.fd < 0 || from < script_in.base + (off_t)script_in.pos)
+		return false;
+	size_t start = (size_t)(from - script_in.base), scan = start;
+	for (;;) {
+		if (start <= script_in.len) {
+			const char *nl = memchr(script_in.buf + scan, '\n',
+						script_in.len - scan);
+			if (nl) {
+				*s = script_in.buf + start;
+				*len = (size_t)(nl - *s);
+				return true;
+			}
+			scan = script_in.len;
+		}
+		if (start > script_in.len || script_in.len - start > 65536)
+			return false;
+		if (!script_in.seekable) {
+			struct pollfd p = { .fd = script_in.fd, .events = POLLIN };
+			if (poll(&p, 1, 0) <= 0)
+				return false;
+		}
+		if (script_fill(script_in.seekable ? 4096 : 1) <= 0)
+			return false;
+	}
 }
 
 /*
@@ -464,6 +516,112 @@ out:
 	coll_command = lx.coll;
 }
 
+/*
+ * Pipelining a script (stdin not a terminal): before a line runs, the IMAP
+ * commands of the lines after it are sent too, as far as each line's
+ * commands are known before any answer comes (the commands' plan
+ * functions), so that the server works through them while we print. The
+ * lines still run one by one, in order, reading their answers: what is
+ * printed, and when, is unchanged. A line that cannot be planned (another
+ * command, a redirection, ';', a program, a key readline would not simply
+ * insert) ends the window until it has run: nothing after it is sent
+ * before it, so "server", "disconnect", "authenticate", "exit" and
+ * programs see the connection as they would one line at a time.
+ */
+static struct {
+	bool on;
+	off_t planned;   /* input planned up to here */
+	off_t stop;      /* a line planned in part ends here: plan no further */
+} pipe_ahead;
+
+/* Plans the commands of one line; PLAN_ALL, PLAN_NONE or PLAN_SOME. */
+static int plan_line(struct cyradm *cy, const char *line)
+{
+	struct lexer lx = { BUF_INIT, 0, BUF_INIT };
+	struct buf tok = BUF_INIT;
+	char **argv = NULL;
+	int argc = 0, alloc = 0, type, r = PLAN_NONE;
+
+	buf_sets(&lx.line, line);
+	while ((type = next_token(&lx, &tok)) == 0) {
+		if (argc + 2 > alloc) {
+			alloc = alloc * 2 + 8;
+			argv = xrealloc(argv, sizeof(*argv) * (size_t)alloc);
+		}
+		argv[argc++] = xstrdup(tok.s);
+		argv[argc] = NULL;
+	}
+	if (type < 0) {
+		const struct repl_command *cmd = argc ? repl_find(argv[0]) :
+			NULL;
+		if (!argc)
+			r = PLAN_ALL;   /* an empty line sends nothing */
+		else if (cmd && cmd->plan)
+			r = cmd->plan(cy, argc, argv);
+	}
+	free_args(&argv, &argc);
+	free(argv);
+	buf_release(&tok);
+	buf_release(&lx.line);
+	buf_release(&lx.coll);
+	return r;
+}
+
+/*
+ * True if readline reads s as the same line: each byte a key bound to
+ * self-insert (no control character, tab, macro or meta key).
+ */
+static bool plain_keys(const char *s, size_t len)
+{
+	Keymap km = rl_get_keymap();
+	if (rl_editing_mode != 1 || !km || km[(unsigned char)'\n'].type !=
+	    ISFUNC || km[(unsigned char)'\n'].function != rl_newline)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c >= 0x7f || km[c].type != ISFUNC ||
+		    km[c].function != rl_insert)
+			return false;
+	}
+	return true;
+}
+
+/* Called with each line just read, before it runs. */
+static void plan_ahead(struct cyradm *cy, const char *line)
+{
+	off_t here = script_in.base + (off_t)script_in.pos;
+	if (!cy->conn || !imapclient_alive(cy->conn->ic))
+		return;
+	if (pipe_ahead.planned < here) {
+		/* Not sent ahead: send it now, then what follows. */
+		int r = plan_line(cy, line);
+		if (r == PLAN_NONE)
+			return;
+		pipe_ahead.planned = here;
+		if (r == PLAN_SOME)
+			pipe_ahead.stop = here;
+	}
+	if (pipe_ahead.stop >= here)
+		return;
+	while (imapclient_ahead(cy->conn->ic) < IMAPCLIENT_AHEAD_MAX) {
+		const char *s;
+		size_t len;
+		if (!script_peek_line(pipe_ahead.planned, &s, &len) ||
+		    !plain_keys(s, len))
+			break;
+		char *next = xstrndup(s, len);
+		int r = plan_line(cy, next);
+		free(next);
+		if (r == PLAN_NONE)
+			break;
+		pipe_ahead.planned += (off_t)len + 1;
+		if (r == PLAN_SOME) {
+			pipe_ahead.stop = pipe_ahead.planned;
+			break;
+		}
+	}
+}
+
 static struct cyradm *completion_cy;
 
 static char *command_generator(const char *text, int state)
@@ -597,6 +755,7 @@ void repl_run(struct cyradm *cy, FILE *in)
 			once = true;
 			atexit(repl_sync_input);
 		}
+		pipe_ahead.on = in == stdin && !getenv("CYRADM_NO_PIPELINE");
 	}
 	for (;;) {
 		char *prompt = current_prompt(cy);
@@ -606,6 +765,8 @@ void repl_run(struct cyradm *cy, FILE *in)
 			break;
 		if (cy->interactive && in == stdin && *line)
 			add_history(line);
+		if (pipe_ahead.on)
+			plan_ahead(cy, line);
 		repl_exec_line(cy, line);
 		free(line);
 		fflush(stdout);

@@ -24,6 +24,14 @@ struct imapclient {
 	struct buf caps;      /* " CAP1 CAP2 ... " upper-cased, for has_cap */
 	struct buf mechs;     /* "PLAIN LOGIN ..." */
 	unsigned long tagno;
+	/* Commands sent ahead (imapclient_send_ahead), oldest first. */
+	struct ahead {
+		unsigned long tag;
+		char *body;
+		size_t len;
+	} *ahead;
+	size_t nahead, ahead_alloc, ahead_bytes;
+	bool ahead_failed;
 	char local[NI_MAXHOST + NI_MAXSERV + 2], remote[NI_MAXHOST + NI_MAXSERV + 2];
 };
 
@@ -203,6 +211,9 @@ static struct imapclient *new_client(const char *host)
 
 static void free_client(struct imapclient *ic)
 {
+	for (size_t i = 0; i < ic->nahead; i++)
+		free(ic->ahead[i].body);
+	free(ic->ahead);
 	tls_close(&ic->tls);
 	if (ic->fd >= 0)
 		close(ic->fd);
@@ -502,20 +513,138 @@ static int wait_tagged(struct imapclient *ic, const char *tag, bool want_cont,
 	}
 }
 
+/* Drops the oldest command sent ahead. */
+static void pop_ahead(struct imapclient *ic)
+{
+	ic->ahead_bytes -= ic->ahead[0].len;
+	free(ic->ahead[0].body);
+	memmove(ic->ahead, ic->ahead + 1, --ic->nahead * sizeof(*ic->ahead));
+}
+
+/*
+ * Waits for the answers to every command sent ahead, throwing them away:
+ * before a command that was not sent ahead goes out, so that the server
+ * sees the commands in the order they are run. The shell sends ahead only
+ * what it runs next, so this is for mistakes and LOGOUT.
+ */
+static int drain_ahead(struct imapclient *ic, struct error *err)
+{
+	while (ic->nahead) {
+		char tag[32];
+		snprintf(tag, sizeof(tag), "%lu", ic->ahead[0].tag);
+		pop_ahead(ic);
+		if (wait_tagged(ic, tag, false, NULL, NULL, NULL, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* True if the command s[0..len) has a synchronizing literal. */
+static bool has_sync_literal(const char *s, size_t len)
+{
+	size_t start = 0, litstart;
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (s[i] != '\r' || s[i + 1] != '\n')
+			continue;
+		long long n = imapparse_literal_suffix(s + start, i - start,
+						       &litstart);
+		if (n < 0)
+			continue;
+		if (s[i - 2] != '+')
+			return true;
+		i += 1 + (size_t)n;
+		start = i + 1;
+	}
+	return false;
+}
+
+int imapclient_vsend_ahead(struct imapclient *ic, struct error *err,
+			   const char *fmt, va_list ap)
+{
+	struct buf body = BUF_INIT, cmd = BUF_INIT;
+	int r = 1;
+
+	if (ic->dead || ic->ahead_failed ||
+	    ic->nahead >= IMAPCLIENT_AHEAD_MAX)
+		return 1;
+	imapclient_vfmt(ic, &body, fmt, ap);
+	buf_printf(&cmd, "%lu ", ic->tagno + 1);
+	buf_add(&cmd, body.s, body.len);
+	buf_adds(&cmd, "\r\n");
+	if (has_sync_literal(cmd.s, cmd.len) ||
+	    ic->ahead_bytes + body.len > IMAPCLIENT_AHEAD_BYTES)
+		goto out;
+	if (write_all(ic, cmd.s, cmd.len, err) < 0) {
+		/*
+		 * Not dead yet: the answers to what went before may be
+		 * waiting to be read. The command is sent again when it is
+		 * run, and fails then as it would have without us.
+		 */
+		ic->dead = false;
+		ic->ahead_failed = true;
+		r = -1;
+		goto out;
+	}
+	if (ic->nahead == ic->ahead_alloc) {
+		ic->ahead_alloc = ic->ahead_alloc * 2 + 8;
+		ic->ahead = xrealloc(ic->ahead,
+				     ic->ahead_alloc * sizeof(*ic->ahead));
+	}
+	ic->ahead[ic->nahead].tag = ++ic->tagno;
+	ic->ahead_bytes += body.len;
+	ic->ahead[ic->nahead].body = buf_detach(&body,
+						&ic->ahead[ic->nahead].len);
+	ic->nahead++;
+	r = 0;
+out:
+	buf_release(&body);
+	buf_release(&cmd);
+	return r;
+}
+
+int imapclient_send_ahead(struct imapclient *ic, struct error *err,
+			  const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int r = imapclient_vsend_ahead(ic, err, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+size_t imapclient_ahead(const struct imapclient *ic)
+{
+	return ic ? ic->nahead : 0;
+}
+
 int imapclient_vrun(struct imapclient *ic, imapclient_untagged_fn *cb,
 		    void *rock, struct buf *text_r, struct error *err,
 		    const char *fmt, va_list ap)
 {
-	struct buf cmd = BUF_INIT;
+	struct buf cmd = BUF_INIT, body = BUF_INIT;
 	char tag[32];
 	int r;
 
 	if (ic->dead)
 		return error_set(err, ERR_IO, "connection to server lost");
+	imapclient_vfmt(ic, &body, fmt, ap);
+	if (ic->nahead && ic->ahead[0].len == body.len &&
+	    !memcmp(ic->ahead[0].body, body.s, body.len)) {
+		/* Sent ahead: only the answer is left to read. */
+		snprintf(tag, sizeof(tag), "%lu", ic->ahead[0].tag);
+		pop_ahead(ic);
+		buf_release(&body);
+		return wait_tagged(ic, tag, false, cb, rock, text_r, err);
+	}
+	if (drain_ahead(ic, err) < 0) {
+		buf_release(&body);
+		return -1;
+	}
 	snprintf(tag, sizeof(tag), "%lu", ++ic->tagno);
 	buf_adds(&cmd, tag);
 	buf_addch(&cmd, ' ');
-	imapclient_vfmt(ic, &cmd, fmt, ap);
+	buf_add(&cmd, body.s, body.len);
+	buf_release(&body);
 	buf_adds(&cmd, "\r\n");
 
 	/* Send up to each synchronizing literal, then wait for "+". */
@@ -625,6 +754,8 @@ static int auth_one(struct imapclient *ic, struct saslclient *sc,
 	int r;
 	char *b64;
 
+	if (drain_ahead(ic, err) < 0)
+		return -1;
 	if (saslclient_start(sc, mechlist, mech_r, &out, &outlen, err) < 0)
 		return -2;
 	snprintf(tag, sizeof(tag), "%lu", ++ic->tagno);

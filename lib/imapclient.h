@@ -94,6 +94,31 @@ int imapclient_vrun(struct imapclient *ic, imapclient_untagged_fn *cb,
 		    void *rock, struct buf *text_r, struct error *err,
 		    const char *fmt, va_list ap);
 
+/*
+ * Pipelining. imapclient_send_ahead formats and sends a command now, and
+ * queues it; when imapclient_run is later asked for the very same command
+ * (byte for byte) it reads that command's answer instead of sending it
+ * again. Any other command first waits for (and throws away) the answers
+ * of everything sent ahead, so the server always sees commands in the order
+ * they are run: send ahead only what will be run next, in order, and only
+ * commands whose text does not depend on an earlier answer.
+ *
+ * Returns 0 when sent; 1 when not (a synchronizing literal, which must wait
+ * for "+"; IMAPCLIENT_AHEAD_MAX commands or IMAPCLIENT_AHEAD_BYTES already
+ * out, so that neither side blocks writing while the other does; a dead
+ * connection; an earlier failure); -1 with err when sending failed (the
+ * connection is not marked dead: the answers before may still be read, and
+ * running the command sends it again and fails as it would have).
+ */
+#define IMAPCLIENT_AHEAD_MAX 64
+#define IMAPCLIENT_AHEAD_BYTES 32768
+int imapclient_send_ahead(struct imapclient *ic, struct error *err,
+			  const char *fmt, ...);
+int imapclient_vsend_ahead(struct imapclient *ic, struct error *err,
+			   const char *fmt, va_list ap);
+/* How many commands sent ahead still await their answer (0 for NULL). */
+size_t imapclient_ahead(const struct imapclient *ic);
+
 /* STARTTLS then a fresh CAPABILITY. IMAP_OK, IMAP_NO/BAD, or -1 with err. */
 int imapclient_starttls(struct imapclient *ic, const struct tls_opts *tls,
 			struct buf *text_r, struct error *err);

@@ -1,7 +1,8 @@
 /*
  * test-imapclient.c: the IMAP response reader against good, garbage,
  * truncated and oversized input (no crash, a clear error), the tokenizer,
- * command formatting, and a connection to a scripted server that goes away.
+ * command formatting, a connection to a scripted server that goes away, and
+ * commands sent ahead (pipelining) to a server that echoes them.
  */
 #include "harness.h"
 
@@ -405,6 +406,111 @@ static void test_connection_lost(void)
 		   "connection closed by server in the middle of a response");
 }
 
+/*
+ * A server in a child that answers each command line "TAG WORDS" with
+ * "* ECHO WORDS" and "TAG OK WORDS", in order, until the client hangs up.
+ */
+static int echo_server(pid_t *pid_r)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(ls, 1) < 0 ||
+	    getsockname(ls, (struct sockaddr *)&sa, &sl) < 0)
+		return -1;
+	*pid_r = fork();
+	if (*pid_r == 0) {
+		char line[512];
+		int c = accept(ls, NULL, NULL);
+		FILE *in = c < 0 ? NULL : fdopen(c, "r");
+		FILE *out = c < 0 ? NULL : fdopen(dup(c), "w");
+		if (!in || !out)
+			_exit(1);
+		fputs("* OK hello\r\n", out);
+		fflush(out);
+		while (fgets(line, sizeof(line), in)) {
+			char *sp = strchr(line, ' ');
+			line[strcspn(line, "\r\n")] = '\0';
+			if (!sp)
+				break;
+			*sp = '\0';
+			fprintf(out, "* ECHO %s\r\n%s OK %s\r\n", sp + 1, line,
+				sp + 1);
+			fflush(out);
+		}
+		_exit(0);
+	}
+	close(ls);
+	return ntohs(sa.sin_port);
+}
+
+static void last_echo(const struct imap_reply *r, void *rock)
+{
+	if (!strcmp(r->keyword, "ECHO"))
+		buf_set(rock, r->text, r->textlen);
+}
+
+static void test_send_ahead(void)
+{
+	struct imapclient *ic = NULL;
+	struct error err = ERROR_INIT;
+	struct buf echo = BUF_INIT, text = BUF_INIT;
+	char port[16];
+	pid_t pid = -1;
+	test_begin("imapclient: commands sent ahead, answers read in order");
+	int p = echo_server(&pid);
+	test_assert(p > 0);
+	snprintf(port, sizeof(port), "%d", p);
+	test_assert_int(imapclient_connect("127.0.0.1", port, NULL, &ic, &err),
+			0);
+	if (ic) {
+		test_assert_int(imapclient_send_ahead(ic, &err, "CREATE %s",
+						      "a"), 0);
+		test_assert_int(imapclient_send_ahead(ic, &err, "CREATE %s",
+						      "b c"), 0);
+		/* A synchronizing literal must wait for "+": not sent. */
+		test_assert_int(imapclient_send_ahead(ic, &err, "CREATE %s",
+						      "d\r\n"), 1);
+		test_assert_int((int)imapclient_ahead(ic), 2);
+		test_assert_int(imapclient_run(ic, last_echo, &echo, &text,
+					       &err, "CREATE %s", "a"),
+				IMAP_OK);
+		test_assert_str(echo.s, "CREATE a");
+		test_assert_str(text.s, "CREATE a");
+		test_assert_int((int)imapclient_ahead(ic), 1);
+		test_assert_int(imapclient_run(ic, last_echo, &echo, &text,
+					       &err, "CREATE %s", "b c"),
+				IMAP_OK);
+		test_assert_str(echo.s, "CREATE \"b c\"");
+		test_assert_int((int)imapclient_ahead(ic), 0);
+		/* Another command than the one sent ahead: that one's
+		 * answer is read and dropped, then this one goes out. */
+		test_assert_int(imapclient_send_ahead(ic, &err, "DELETE x"), 0);
+		test_assert_int(imapclient_run(ic, last_echo, &echo, &text,
+					       &err, "DELETE y"), IMAP_OK);
+		test_assert_str(echo.s, "DELETE y");
+		test_assert_str(text.s, "DELETE y");
+		test_assert_int((int)imapclient_ahead(ic), 0);
+		/* The window is bounded. */
+		for (int i = 0; i < IMAPCLIENT_AHEAD_MAX; i++)
+			test_assert_int(imapclient_send_ahead(ic, &err,
+							      "NOOP"), 0);
+		test_assert_int(imapclient_send_ahead(ic, &err, "NOOP"), 1);
+		for (int i = 0; i < IMAPCLIENT_AHEAD_MAX; i++)
+			test_assert_int(imapclient_run(ic, NULL, NULL, NULL,
+						       &err, "NOOP"), IMAP_OK);
+		test_assert(imapclient_alive(ic));
+		imapclient_abandon(&ic);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	buf_release(&echo);
+	buf_release(&text);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const tests[])(void) = {
@@ -417,6 +523,7 @@ int main(void)
 		test_format,
 		test_literal_suffix,
 		test_connection_lost,
+		test_send_ahead,
 		NULL,
 	};
 	return test_run(tests);
