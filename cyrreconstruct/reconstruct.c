@@ -80,6 +80,7 @@ struct ctx {
 	char **found, **foundpart; /* -f: discovered, with the parent's part */
 	size_t nfound;
 	const char *prog;
+	bool stop;           /* a uniqueid clash without -I: exit 1 */
 };
 
 /* A message file found in a mailbox directory. */
@@ -223,7 +224,21 @@ struct rebuild {
 	bool dirty;
 	bool failed;            /* something left unrepaired: exit 65 */
 	const char *prog;
+	bool uniqueid_changed;  /* -I: a new uniqueid in the header */
+	struct found *disc;     /* files to append under a new UID */
+	size_t ndisc, adisc;
 };
+
+static void add_disc(struct rebuild *rb, uint32_t uid, bool archive)
+{
+	if (rb->ndisc == rb->adisc) {
+		rb->adisc = rb->adisc ? 2 * rb->adisc : 16;
+		rb->disc = xrealloc(rb->disc, rb->adisc * sizeof(*rb->disc));
+	}
+	rb->disc[rb->ndisc].uid = uid;
+	rb->disc[rb->ndisc].archive = archive;
+	rb->ndisc++;
+}
 
 static void add_record(struct rebuild *rb, const struct mailbox_record *r)
 {
@@ -422,9 +437,14 @@ static void check_record(struct ctx *c, struct rebuild *rb,
 			if (r->internal_flags & MAILBOX_FLAG_EXPUNGED)
 				printf("%s uid %u already expunged, unlinking\n",
 				       rb->name, r->uid);
-			else if (o->guid_rewrite)
+			else if (o->guid_rewrite) {
+				/* The file is another message: appended
+				 * under a new UID with the discovered ones. */
+				add_disc(rb, r->uid, (r->internal_flags &
+						      MAILBOX_FLAG_ARCHIVED) != 0);
 				printf("%s uid %u marking for uid upgrade\n",
 				       rb->name, r->uid);
+			}
 			else if (o->guid_unlink)
 				printf("%s uid %u unlinking as requested with "
 				       "-U\n", rb->name, r->uid);
@@ -601,6 +621,124 @@ static void report(struct ctx *c, const char *name, const struct error *err)
 		c->rc = 0; /* the real tool carries on and exits 0 */
 }
 
+/* A new uniqueid as Debian's Cyrus (built without libuuid) makes them:
+ * 24 characters of [0-9a-z]. */
+static char *new_uniqueid(void)
+{
+	unsigned char rnd[24];
+	char *out = xmalloc(25);
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, rnd, sizeof(rnd)) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n != (ssize_t)sizeof(rnd)) {
+		uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+		for (size_t i = 0; i < sizeof(rnd); i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			rnd[i] = (unsigned char)x;
+		}
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		unsigned v = rnd[i] % 36u;
+		out[i] = (char)(v < 10 ? '0' + v : 'a' + v - 10);
+	}
+	out[24] = '\0';
+	return out;
+}
+
+static bool str_differ(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+/*
+ * The I record of ne's uniqueid against ne (the N record as it will be
+ * written), as 3.6.1's reconstruct checks it: missing, naming another
+ * mailbox (with -I the mailbox gets a new uniqueid, without the run
+ * stops: -1), or with other values; *dirty when the entry (and so its I
+ * record) is to be rewritten.
+ */
+static int check_byid(struct ctx *c, struct rebuild *rb,
+		      struct mboxlist_entry *ne, bool *dirty)
+{
+	struct mboxlist_entry *bi = NULL;
+	struct error err = ERROR_INIT;
+	int r = 0;
+
+	if (!ne->uniqueid)
+		return 0;
+	if (mboxlist_lookup_by_uniqueid(c->ml, ne->uniqueid, &bi, NULL,
+					&err) < 0) {
+		if (err.kind == ERR_NOINPUT) {
+			printf("Missing mboxlist entry for uniqueid - will "
+			       "rewrite %s (%s)\n", ne->name, ne->uniqueid);
+			*dirty = true;
+		} else {
+			printf("Error reading mailboxesdb for %s\n", ne->name);
+			r = -1;
+		}
+		goto out;
+	}
+	if (bi->mbtype & MBTYPE_RESERVE) {
+		/* Cyrus reads a reserved I record as an error. */
+		printf("Error reading mailboxesdb for %s\n", ne->name);
+		r = -1;
+		goto out;
+	}
+	if (strcmp(bi->name, ne->name)) {
+		printf("Wrong uniqueid! %s (should be %s)\n", bi->name,
+		       ne->name);
+		if (!c->o.update_uniqueids) {
+			r = -1;
+			goto out;
+		}
+		char *id = new_uniqueid();
+		free(rb->h.uniqueid);
+		rb->h.uniqueid = xstrdup(id);
+		free(ne->uniqueid);
+		ne->uniqueid = id;
+		rb->uniqueid_changed = true;
+		*dirty = true;
+		goto out;
+	}
+	if (ne->uidvalidity != bi->uidvalidity) {
+		printf("mismatched uidvalidity byid %s (%u %u)\n", ne->name,
+		       ne->uidvalidity, bi->uidvalidity);
+		*dirty = true;
+	}
+	if (ne->mbtype != bi->mbtype) {
+		printf("mismatched mbtype byid %s (%u %u)\n", ne->name,
+		       ne->mbtype, bi->mbtype);
+		*dirty = true;
+	}
+	if (str_differ(ne->partition, bi->partition)) {
+		printf("mismatched partition byid %s (%s %s)\n", ne->name,
+		       ne->partition ? ne->partition : "(null)",
+		       bi->partition ? bi->partition : "(null)");
+		*dirty = true;
+	}
+	if (str_differ(ne->server, bi->server)) {
+		printf("mismatched server byid %s (%s %s)\n", ne->name,
+		       ne->server ? ne->server : "(null)",
+		       bi->server ? bi->server : "(null)");
+		*dirty = true;
+	}
+	if (str_differ(ne->acl, bi->acl)) {
+		printf("mismatched acl byid %s (%s %s)\n", ne->name,
+		       ne->acl ? ne->acl : "(null)",
+		       bi->acl ? bi->acl : "(null)");
+		*dirty = true;
+	}
+out:
+	mboxlist_entry_free(&bi);
+	error_clear(&err);
+	return r;
+}
+
 static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 {
 	const struct opts *o = &c->o;
@@ -610,6 +748,8 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 	struct mailbox_lock lk = MAILBOX_LOCK_INIT;
 	int ifd = -1;
 	bool have_index, have_header, index_rebuilt = false;
+	bool header_dirty = false;
+	struct mboxlist_entry *ne = NULL;
 	bool legacy = (e->mbtype & MBTYPE_LEGACY_DIRS) != 0;
 	struct found *files = NULL;
 	size_t nfiles = 0, afiles = 0;
@@ -761,8 +901,7 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 	}
 
 	/* 4. Records and files in UID order. */
-	struct found *disc = NULL;
-	size_t ndisc = 0, adisc = 0, fp = 0;
+	size_t fp = 0;
 	uint32_t last_seen = 0;
 	for (size_t i = 0; i < rb.idx.nrecs; i++) {
 		struct mailbox_record rec = rb.idx.recs[i];
@@ -772,11 +911,8 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 		}
 		last_seen = rec.uid;
 		while (fp < nfiles && files[fp].uid < rec.uid) {
-			if (ndisc == adisc) {
-				adisc = adisc ? 2 * adisc : 16;
-				disc = xrealloc(disc, adisc * sizeof(*disc));
-			}
-			disc[ndisc++] = files[fp++];
+			add_disc(&rb, files[fp].uid, files[fp].archive);
+			fp++;
 		}
 		bool have_file = false;
 		while (fp < nfiles && files[fp].uid == rec.uid) {
@@ -813,17 +949,13 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 		rb.dirty = true;
 	}
 	while (fp < nfiles && files[fp].uid <= rb.idx.h.last_uid) {
-		if (ndisc == adisc) {
-			adisc = adisc ? 2 * adisc : 16;
-			disc = xrealloc(disc, adisc * sizeof(*disc));
-		}
-		disc[ndisc++] = files[fp++];
+		add_disc(&rb, files[fp].uid, files[fp].archive);
+		fp++;
 	}
 	for (; fp < nfiles; fp++)
 		append_file(c, &rb, &files[fp]);
-	for (size_t i = 0; i < ndisc; i++)
-		append_file(c, &rb, &disc[i]);
-	free(disc);
+	for (size_t i = 0; i < rb.ndisc; i++)
+		append_file(c, &rb, &rb.disc[i]);
 
 	/* 6. Counters. */
 	mailbox_index_recount(&rb.idx.h, rb.recs, rb.nrecs, &rb.h);
@@ -853,30 +985,8 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 	if (o->setversion && o->setversion != (int)rb.idx.h.minor_version)
 		rb.dirty = true;
 
-	/* 7. Commit: cache, header, index (the index names the others). */
-	if (o->changes && rb.dirty) {
-		uint32_t hcrc = rb.header_crc;
-		if (rb.cache.len != rb.oldcache_len ||
-		    (rb.oldcache && memcmp(rb.cache.s, rb.oldcache,
-					   rb.oldcache_len)) || index_rebuilt)
-			if (mailbox_write_file(cpath, rb.cache.s, rb.cache.len,
-					       &err) < 0)
-				goto fail;
-		if (!have_header || hcrc != rb.idx.h.header_file_crc) {
-			if (mailbox_header_write(hpath, &rb.h, &hcrc, &err) <
-			    0)
-				goto fail;
-			rb.idx.h.header_file_crc = hcrc;
-		}
-		if (o->setversion)
-			rb.idx.h.minor_version = (uint32_t)o->setversion;
-		if (mailbox_index_write(ipath, &rb.idx.h, rb.recs, rb.nrecs,
-					&err) < 0)
-			goto fail;
-	}
-
-	/* 8. mailboxes.db against the header and index. */
-	struct mboxlist_entry *ne = mboxlist_entry_new();
+	/* 7. mailboxes.db against the header and index (written after). */
+	ne = mboxlist_entry_new();
 	bool edirty = false;
 	ne->name = xstrdup(e->name);
 	ne->mtime = e->mtime;
@@ -894,6 +1004,16 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 		free(ne->uniqueid);
 		ne->uniqueid = xstrdup(rb.h.uniqueid);
 		edirty = true;
+	}
+	if (check_byid(c, &rb, ne, &edirty) < 0) {
+		c->rc = 1;
+		c->stop = true;
+		r = -1;
+		goto out;
+	}
+	if (rb.uniqueid_changed) {
+		rb.dirty = true;
+		header_dirty = true;
 	}
 	if (rb.idx.h.uidvalidity != e->uidvalidity) {
 		if (o->prefer_mboxlist && e->uidvalidity) {
@@ -919,6 +1039,29 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 			edirty = true;
 		}
 	}
+	/* 8. Commit: cache, header, index (the index names the others). */
+	if (o->changes && rb.dirty) {
+		uint32_t hcrc = rb.header_crc;
+		if (rb.cache.len != rb.oldcache_len ||
+		    (rb.oldcache && memcmp(rb.cache.s, rb.oldcache,
+					   rb.oldcache_len)) || index_rebuilt)
+			if (mailbox_write_file(cpath, rb.cache.s, rb.cache.len,
+					       &err) < 0)
+				goto fail;
+		if (!have_header || header_dirty ||
+		    hcrc != rb.idx.h.header_file_crc) {
+			if (mailbox_header_write(hpath, &rb.h, &hcrc, &err) <
+			    0)
+				goto fail;
+			rb.idx.h.header_file_crc = hcrc;
+		}
+		if (o->setversion)
+			rb.idx.h.minor_version = (uint32_t)o->setversion;
+		if (mailbox_index_write(ipath, &rb.idx.h, rb.recs, rb.nrecs,
+					&err) < 0)
+			goto fail;
+	}
+
 	if (edirty && o->changes) {
 		struct cyrusdb_txn *tid = NULL;
 		if (mboxlist_update(c->ml, ne, time(NULL), &tid, &err) < 0 ||
@@ -954,7 +1097,9 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 fail:
 	report(c, e->name, &err);
 out:
+	mboxlist_entry_free(&ne);
 	free(files);
+	free(rb.disc);
 	unmap_file(rb.oldcache, rb.oldcache_len);
 	buf_release(&rb.cache);
 	free(rb.recs);
@@ -1088,7 +1233,8 @@ static int job_run(void *rock, size_t g)
 {
 	struct ctx *c = rock;
 	c->rc = 0;
-	for (size_t k = c->groups[g]; k < c->groups[g + 1]; k++)
+	c->stop = false; /* with -j a clash stops its user only */
+	for (size_t k = c->groups[g]; k < c->groups[g + 1] && !c->stop; k++)
 		reconstruct_one(c, c->ents[c->work[k]]);
 	return c->rc;
 }
@@ -1129,19 +1275,72 @@ static void group_work(struct ctx *c)
 }
 
 /*
+ * Whether some mailbox of the work may meet a uniqueid clash (its I
+ * record, by the uniqueid of its header or entry, naming another
+ * mailbox), which ends the real run: such a run goes sequentially, so
+ * that it stops where the real one stops.
+ */
+static bool id_names_other(struct ctx *c, const char *id, const char *name)
+{
+	struct mboxlist_entry *bi = NULL;
+	struct error err = ERROR_INIT;
+	bool other = false;
+	if (id && mboxlist_lookup_by_uniqueid(c->ml, id, &bi, NULL, &err) == 0)
+		other = strcmp(bi->name, name) != 0 ||
+			(bi->mbtype & MBTYPE_RESERVE);
+	else if (id && err.kind != ERR_NOINPUT)
+		other = true;
+	mboxlist_entry_free(&bi);
+	error_clear(&err);
+	return other;
+}
+
+static bool any_clash(struct ctx *c)
+{
+	bool clash = false;
+	for (size_t k = 0; k < c->nwork && !clash; k++) {
+		const struct mboxlist_entry *e = c->ents[c->work[k]];
+		struct error err = ERROR_INIT;
+		char *hpath = NULL, *ipath = NULL, *cpath = NULL;
+		char *dpath = NULL, *apath = NULL;
+		clash = id_names_other(c, e->uniqueid, e->name);
+		if (!clash && mailbox_paths(c->cfg, &c->ml->ns, e, &hpath,
+					    &ipath, &cpath, &dpath, &apath,
+					    &err) == 0) {
+			struct mailbox_header h;
+			uint32_t crc;
+			mailbox_header_init(&h);
+			if (mailbox_header_read(hpath, &h, &crc, NULL, &err) ==
+				    0 && h.uniqueid && e->uniqueid &&
+			    strcmp(h.uniqueid, e->uniqueid))
+				clash = id_names_other(c, h.uniqueid, e->name);
+			mailbox_header_release(&h);
+		}
+		free(hpath);
+		free(ipath);
+		free(cpath);
+		free(dpath);
+		free(apath);
+		error_clear(&err);
+	}
+	return clash;
+}
+
+/*
  * The mailboxes found, each whole in one worker (with the same locks as
  * alone), the output in the order of a sequential run.
  */
 static void run_work(struct ctx *c)
 {
 	static const struct jobs_ops ops = { job_init, job_run, job_done };
-	if (c->jobs > 1 && c->nwork > 1 && !c->o.fflag) {
+	if (c->jobs > 1 && c->nwork > 1 && !c->o.fflag && !c->o.update_uniqueids &&
+	    !any_clash(c)) {
 		group_work(c);
 		if (c->ngroups > 1 &&
 		    jobs_run(c->ngroups, c->jobs, &ops, c) == 0)
 			return;
 	}
-	for (size_t k = 0; k < c->nwork; k++) {
+	for (size_t k = 0; k < c->nwork && !c->stop; k++) {
 		const struct mboxlist_entry *e = c->ents[c->work[k]];
 		if (reconstruct_one(c, e) == 0 && c->o.fflag)
 			discover(c, e);
@@ -1335,7 +1534,9 @@ static void run_discovered(struct ctx *c)
 	for (size_t k = 0; k < c->nfound; k++) {
 		struct error err = ERROR_INIT;
 		char *name = c->found[k];
-		if (create_missing(c, name, c->foundpart[k], &err) < 0) {
+		if (c->stop) {
+			/* a uniqueid clash without -I ended the run */
+		} else if (create_missing(c, name, c->foundpart[k], &err) < 0) {
 			fprintf(stderr, "createmailbox %s: %s\n", name,
 				err.msg);
 			error_clear(&err);
