@@ -208,6 +208,8 @@ static size_t replay(struct result *res, size_t n, size_t emit,
 {
 	while (emit < n && res[emit].ready) {
 		struct result *r = &res[emit];
+		if (ops->before_output && (r->errlen || r->outlen))
+			ops->before_output(rock);
 		if (r->errlen)
 			fwrite(r->err, 1, r->errlen, stderr);
 		if (r->outlen)

@@ -21,6 +21,8 @@ struct jobs_ops {
 	int (*run)(void *rock, size_t i);
 	/* In the parent, in item order, after the item's output. */
 	void (*done)(void *rock, size_t i, int rc);
+	/* In the parent, before an item's output is printed (may be NULL). */
+	void (*before_output)(void *rock);
 };
 
 /*

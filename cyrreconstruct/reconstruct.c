@@ -48,6 +48,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "mboxlist.h"
+#include "progress.h"
 #include "mboxname.h"
 #include "mboxops.h"
 #include "mboxpath.h"
@@ -75,8 +76,8 @@ struct ctx {
 	size_t *groups, ngroups; /* work[groups[g]..groups[g+1]): one user */
 	unsigned jobs;       /* -j: worker processes, 1: none */
 	int rc;
-	bool progress;
-	size_t done;
+	struct progress bar; /* on a tty only, and not with -q */
+	bool want_progress;
 	char **found, **foundpart; /* -f: discovered, with the parent's part */
 	size_t nfound;
 	const char *prog;
@@ -1171,12 +1172,15 @@ static bool wild_match(const char *pat, const char *s, char sep)
 	return !*s;
 }
 
-static void progress(struct ctx *c)
+static void progress(struct ctx *c, const char *label)
 {
-	if (!c->progress)
-		return;
-	c->done++;
-	fprintf(stderr, "\r%zu/%zu mailboxes", c->done, c->nents);
+	progress_step(&c->bar, label);
+}
+
+static void job_before_output(void *rock)
+{
+	struct ctx *c = rock;
+	progress_clear(&c->bar);
 }
 
 /*
@@ -1219,7 +1223,7 @@ static int job_init(void *rock)
 	 * touch the file the parent still uses.
 	 */
 	c->ml = NULL;
-	c->progress = false;
+	c->bar.on = false;
 	if (mboxlist_open(c->cfg, NULL, 0, &c->ml, &err) < 0) {
 		fprintf(stderr, "%s: cannot open mailboxes.db: %s\n", c->prog,
 			err.msg);
@@ -1245,7 +1249,7 @@ static void job_done(void *rock, size_t g, int rc)
 	if (rc)
 		c->rc = rc;
 	for (size_t k = c->groups[g]; k < c->groups[g + 1]; k++)
-		progress(c);
+		progress(c, c->extnames[c->work[k]]);
 }
 
 /*
@@ -1332,7 +1336,8 @@ static bool any_clash(struct ctx *c)
  */
 static void run_work(struct ctx *c)
 {
-	static const struct jobs_ops ops = { job_init, job_run, job_done };
+	static const struct jobs_ops ops = { job_init, job_run, job_done,
+					     job_before_output };
 	if (c->jobs > 1 && c->nwork > 1 && !c->o.fflag && !c->o.update_uniqueids &&
 	    !any_clash(c)) {
 		group_work(c);
@@ -1342,9 +1347,10 @@ static void run_work(struct ctx *c)
 	}
 	for (size_t k = 0; k < c->nwork && !c->stop; k++) {
 		const struct mboxlist_entry *e = c->ents[c->work[k]];
+		progress_clear(&c->bar);
 		if (reconstruct_one(c, e) == 0 && c->o.fflag)
 			discover(c, e);
-		progress(c);
+		progress(c, c->extnames[c->work[k]]);
 	}
 }
 
@@ -1786,7 +1792,7 @@ int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx)
 		return EX_TEMPFAIL;
 	}
 	c.visited = xcalloc(c.nents ? c.nents : 1, sizeof(*c.visited));
-	c.progress = isatty(STDERR_FILENO) && !c.o.quiet;
+	c.want_progress = !c.o.quiet;
 
 	if (c.o.part) {
 		for (int i = 0; i < argc; i++) {
@@ -1846,11 +1852,12 @@ int cmd_reconstruct(int argc, char **argv, struct cyrus_ctx *ctx)
 		c.jobs = jobs_ncpus();
 	if (c.o.fflag)
 		c.jobs = 1;
+	if (c.want_progress)
+		progress_begin(&c.bar, c.nwork, "mailboxes");
 	run_work(&c);
 	run_discovered(&c);
 done:
-	if (c.progress)
-		fputc('\n', stderr);
+	progress_end(&c.bar);
 	for (size_t i = 0; i < c.nents; i++) {
 		mboxlist_entry_free(&c.ents[i]);
 		free(c.extnames[i]);
