@@ -2,8 +2,8 @@
  * salvage_skiplist.c: the front-to-back skiplist reader of salvage
  * (docs/formats/cyrusdb.md section 3). Skiplist has no checksums, so a
  * record counts when its structure holds: known type, key and data inside
- * the file, 1..maxlevel pointer words that could be record offsets, then
- * the 0xFFFFFFFF terminator. Its pointers are never followed.
+ * the file, 1..maxlevel pointer words (whatever their values), then the
+ * 0xFFFFFFFF terminator. Its pointers are never followed.
  */
 #include "compat.h"
 
@@ -99,9 +99,9 @@ static bool read_rec(const struct salvage_scan *s, uint64_t off,
 		pos += 4;
 		if (ptr == SL_END)
 			break;
+		/* Pointer values are never followed nor judged: skiplist has no
+		 * checksums, so a damaged pointer must not cost its record. */
 		if (++level > maxlevel)
-			return false;
-		if (ptr && (ptr < SL_HEADER || ptr % 4))
 			return false;
 	}
 	if (level == 0)

@@ -253,6 +253,27 @@ fix_store() { # reverseacls
 }
 fxshow() { rt "$D/fx$1/mailboxes.db" twoskip show | sed "s/ M [0-9]*)\$/ M X)/"; }
 
+test_expect_success 'skiplist: damaged pointers cost no record (no checksums to trust)' '
+	damage skptr skiplist "
+import struct
+d = bytearray(open(F, \"rb\").read())
+off, n = 48 + 96, 0
+while off + 8 <= len(d) and struct.unpack(\">I\", d[off:off+4])[0] in (1, 2):
+    kl = struct.unpack(\">I\", d[off+4:off+8])[0]
+    pos = off + 8 + (kl + 3) // 4 * 4
+    vl = struct.unpack(\">I\", d[pos:pos+4])[0]
+    pos += 4 + (vl + 3) // 4 * 4
+    if n % 7 == 0:
+        d[pos:pos+4] = b\"\\x12\\x34\\x56\\x77\"
+    while struct.unpack(\">I\", d[pos:pos+4])[0] != 0xFFFFFFFF:
+        pos += 4
+    n += 1
+    off = pos + 4
+open(F, \"wb\").write(d)
+assert n > 50" &&
+	check_salvaged skptr skiplist 0
+'
+
 test_expect_success '-r entry fixes: reserved entries, reverse ACLs added, as the real -r' '
 	fix_store 1 &&
 	as_cyrus "$REAL_BIN/ctl_cyrusdb" -C "$D/fxreal.conf" -r &&
