@@ -158,6 +158,11 @@ static int read_reply(struct imapclient *ic, struct error *err)
 			n = read(ic->fd, chunk, sizeof(chunk));
 			if (n < 0 && errno == EINTR)
 				continue;
+			/* A server that closed while pipelined commands were
+			 * still on their way answers them with a reset: that
+			 * is the same end of the connection. */
+			if (n < 0 && errno == ECONNRESET)
+				n = 0;
 			if (n < 0) {
 				error_sys(err, ERR_IO, errno,
 					  "cannot read from server");
