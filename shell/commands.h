@@ -4,6 +4,7 @@
 
 struct cyrus_ctx;
 
+int cmd_backup(int argc, char **argv, struct cyrus_ctx *ctx);
 int cmd_ctl_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx);
 int cmd_ctl_mboxlist(int argc, char **argv, struct cyrus_ctx *ctx);
 int cmd_cvt_cyrusdb(int argc, char **argv, struct cyrus_ctx *ctx);

@@ -1,0 +1,175 @@
+/*
+ * backup_archive.h: the backup archive directory (doc/backup-format.md):
+ * its lock, its content-addressed gzip objects and its snapshot list.
+ *
+ * Objects are named by the SHA-1 of their uncompressed content and live
+ * in DIR/messages/ab/SHA1.gz or DIR/files/ab/SHA1.gz. New objects are
+ * written to DIR/tmp, made durable in batches (syncfs) and only then
+ * renamed to their names, so an object under its name is always whole.
+ * backup_archive_sync() flushes the batch; call it before writing a
+ * manifest that names the objects.
+ *
+ * lib/ conventions: 0 or -1 with err filled; nothing prints.
+ */
+#ifndef CYRUS_LIB_BACKUP_ARCHIVE_H
+#define CYRUS_LIB_BACKUP_ARCHIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct buf;
+struct error;
+
+#define BACKUP_FORMAT_VERSION 1
+#define BACKUP_SHA1_HEX 41 /* 40 digits and the NUL */
+
+enum backup_kind { BACKUP_MESSAGES, BACKUP_FILES };
+
+enum backup_open_mode {
+	BACKUP_OPEN_READ,   /* verify, restore: shared lock on byte 1 */
+	BACKUP_OPEN_LIST,   /* list: no lock (manifests are atomic) */
+	BACKUP_OPEN_CREATE, /* create: makes DIR; exclusive lock on byte 0 */
+	BACKUP_OPEN_PRUNE,  /* prune: exclusive locks on bytes 0 and 1 */
+	BACKUP_OPEN_DRYRUN, /* create -n: reads DIR if it exists, no lock */
+};
+
+struct backup_pending;
+
+struct backup_archive {
+	char *dir;
+	int lock_fd;
+	int dir_fd;
+	bool dry;          /* put only counts; writes nothing */
+	bool nosync;       /* no syncfs/fsync (tests, benchmarks) */
+	unsigned long seq; /* temporary file names */
+	struct backup_pending *pend;
+	size_t npend, apend;
+	void *pendset[2]; /* struct backup_shaset per kind: names pending */
+	uint64_t pend_bytes;
+	/* put_parts from memory: cut the first part here (0: no cut). */
+	size_t first_cut;
+	/* Counters of objects this handle added (or would add, dry). */
+	unsigned long new_objects;
+	uint64_t new_bytes; /* compressed bytes written */
+};
+
+/*
+ * Opens (with CREATE: makes) the archive DIR and takes the mode's lock
+ * without waiting: ERR_TEMPFAIL naming the holder's pid if another run
+ * holds it. A DIR that is not an archive is ERR_NOINPUT (or ERR_DATA if
+ * it exists but has no FORMAT file and is not empty); a newer format is
+ * ERR_DATA. CREATE empties DIR/tmp.
+ */
+int backup_archive_open(const char *dir, enum backup_open_mode mode,
+			struct backup_archive **ar_r, struct error *err);
+/* Removes what is left in tmp/ of this handle, unlocks, frees. */
+void backup_archive_close(struct backup_archive **ar);
+
+/* DIR/messages/ab/SHA1.gz into out (appended). */
+void backup_object_path(const struct backup_archive *ar,
+			enum backup_kind kind, const char *sha1,
+			struct buf *out);
+bool backup_object_exists(const struct backup_archive *ar,
+			  enum backup_kind kind, const char *sha1);
+
+/*
+ * Stores the bytes readable from fd (from its current offset to EOF),
+ * compressed, under their SHA-1 (into sha1_r). size_r gets the length
+ * read. If the object exists already nothing is written. Errors: ERR_IO
+ * reading fd, ERR_IO/ERR_CANTCREAT writing the archive.
+ */
+int backup_object_put_fd(struct backup_archive *ar, enum backup_kind kind,
+			 int fd, char sha1_r[BACKUP_SHA1_HEX],
+			 uint64_t *size_r, struct error *err);
+int backup_object_put_mem(struct backup_archive *ar, enum backup_kind kind,
+			  const void *data, size_t len,
+			  char sha1_r[BACKUP_SHA1_HEX], struct error *err);
+/* Reads path and puts it (ERR_NOINPUT if missing). */
+int backup_object_put_path(struct backup_archive *ar, enum backup_kind kind,
+			   const char *path, char sha1_r[BACKUP_SHA1_HEX],
+			   uint64_t *size_r, struct error *err);
+
+/*
+ * Large files that change by appending or in place (cyrus.cache,
+ * cyrus.index) are stored in parts of BACKUP_PART_SIZE bytes, each its
+ * own object, so that the next snapshot stores only the parts that
+ * changed. CYRUS_BACKUP_PART_SIZE in the environment overrides the size
+ * (tests).
+ */
+#define BACKUP_PART_SIZE (256u << 10)
+
+struct backup_part {
+	uint64_t offset, size;
+	char sha1[BACKUP_SHA1_HEX];
+};
+
+/*
+ * Stores what fd reads (to EOF), or with fd < 0 data[0..len): one object
+ * if it fits in one part (*nparts_r 0), else one object per part (*parts_r
+ * malloc'd, caller frees). sha1_r and size_r get the whole content's.
+ * From memory, a first_cut set in ar ends the first part early (then
+ * every part is BACKUP_PART_SIZE from there).
+ */
+int backup_object_put_parts(struct backup_archive *ar, enum backup_kind kind,
+			    int fd, const void *data, size_t len,
+			    char sha1_r[BACKUP_SHA1_HEX], uint64_t *size_r,
+			    struct backup_part **parts_r, size_t *nparts_r,
+			    struct error *err);
+
+/* The SHA-1 of data[0..len) as 40 hex digits. */
+void backup_sha1_hex(const void *data, size_t len,
+		     char out[BACKUP_SHA1_HEX]);
+
+/* Renames the pending objects into place after making them durable. */
+int backup_archive_sync(struct backup_archive *ar, struct error *err);
+
+/*
+ * Reads an object, checks its SHA-1 against its name and its length
+ * against size (if size is not UINT64_MAX). To out (appended) or, with
+ * out NULL, written to fd_out (-1: only checked). Missing: ERR_NOINPUT;
+ * damaged (not gzip, wrong SHA-1, wrong size): ERR_DATA with the reason.
+ */
+int backup_object_read(const struct backup_archive *ar, enum backup_kind kind,
+		       const char *sha1, uint64_t size, struct buf *out,
+		       int fd_out, struct error *err);
+/*
+ * Extracts an object to dst: written to dst.NEW (mode 0666 & umask), then
+ * renamed (no fsync: the caller syncs the filesystem once at the end).
+ */
+int backup_object_extract(const struct backup_archive *ar,
+			  enum backup_kind kind, const char *sha1,
+			  uint64_t size, const char *dst, struct error *err);
+
+/* A path in tmp/ for the caller's work files (malloc'd, caller frees);
+ * removed at close. */
+char *backup_archive_tmpname(struct backup_archive *ar, const char *tag);
+
+/* ---- snapshots ---- */
+
+/* The snapshot ids that have a manifest, sorted (oldest first);
+ * *ids_r is a malloc'd array of malloc'd strings (backup_ids_free). */
+int backup_snapshot_ids(const struct backup_archive *ar, char ***ids_r,
+			size_t *n_r, struct error *err);
+void backup_ids_free(char **ids, size_t n);
+/* DIR/snapshots/ID/manifest (malloc'd). */
+char *backup_manifest_path(const struct backup_archive *ar, const char *id);
+/* A fresh id for time t (ID, ID-2, ...), malloc'd. */
+char *backup_snapshot_newid(const struct backup_archive *ar, time_t t);
+
+/* ---- a set of SHA-1s (hex), for verify and prune ---- */
+
+struct backup_shaset {
+	unsigned char *keys; /* 20 bytes each; all-zero = empty slot */
+	size_t n, cap;
+};
+/* Adds; returns false if it was there already. */
+bool backup_shaset_add(struct backup_shaset *s, const char *sha1hex);
+bool backup_shaset_has(const struct backup_shaset *s, const char *sha1hex);
+void backup_shaset_release(struct backup_shaset *s);
+
+/* True if s is 40 lower-case hex digits. */
+bool backup_sha1_valid(const char *s);
+
+#endif

@@ -1,0 +1,358 @@
+#!/bin/bash
+test_description='backup create/list/verify/restore/prune against a live real Cyrus'
+. "$(dirname "$0")/../lib/test-lib.sh"
+
+real_cyrus_available || test_skip_all 'no Debian cyrus-imapd'
+test_have_prereq ROOT || test_skip_all 'needs root (the private Cyrus)'
+instance_start || test_skip_all 'cannot start a private Cyrus'
+
+export CYRUS_TOOLKIT_NOSYNC=1
+# Small parts, so that cyrus.cache and cyrus.index are stored in parts.
+export CYRUS_BACKUP_PART_SIZE=1024
+B=$TEST_SCRATCH/archive
+C="-C $CYR_CONF"
+
+# What the real imapd serves of a mailbox, as bob (EXAMINE does not touch
+# \Recent): untagged responses only.
+imap_state()
+{
+	instance_imap_script -u bob -w bob <<-EOF | grep -v '^[TLZ][0-9]* '
+	EXAMINE "$1"
+	UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])
+	EOF
+}
+real_quota() { as_cyrus "$REAL_BIN/quota" -C "$CYR_CONF"; }
+real_checks()
+{
+	as_cyrus "$REAL_BIN/reconstruct" -C "$CYR_CONF" -n -r -G user.alice \
+		user.bob user.carol shared 2>&1
+	as_cyrus "$REAL_BIN/chk_cyrus" -C "$CYR_CONF" 2>&1 |
+		grep -v '^checking: \|^Examining partition'
+	return 0
+}
+test_must_be_empty()
+{
+	if [ -s "$1" ]; then
+		echo "'$1' is not empty:" >&2
+		cat "$1" >&2
+		return 1
+	fi
+}
+obj() { echo "$B/$1/${2:0:2}/$2.gz"; }
+# The SHA-1 of message UID of MAILBOX in the newest snapshot.
+msg_sha()
+{
+	awk -F'\t' -v mb="$1" -v uid="$2" '$1=="mailbox"{m=$2}
+		$1=="msg" && m==mb && $2==uid {print $3}' "$(newest)"
+}
+newest() { echo "$B/snapshots/$(ls "$B/snapshots" | sort | tail -n 1)/manifest"; }
+
+test_expect_success 'setup: a filled store, bob subscribed and reading alice' '
+	instance_fill &&
+	instance_imap_script -u bob -w bob <<-\EOF >/dev/null &&
+	SUBSCRIBE INBOX.Sent
+	SELECT user.alice
+	STORE 3 +FLAGS (\Seen)
+	EOF
+	sieve=$(as_cyrus "$REAL_BIN/mbpath" -C "$CYR_CONF" -S user.bob) &&
+	as_cyrus mkdir -p "$sieve" &&
+	echo "keep;" | as_cyrus tee "$sieve/main.script" >/dev/null &&
+	as_cyrus ln -s main.script "$sieve/defaultbc" &&
+	real_checks >baseline-checks &&
+	imap_state INBOX >bob-before &&
+	real_quota >quota-before &&
+	grep "^\* 2 FETCH" bob-before | grep -q Forwarded
+'
+
+test_expect_success 'create while lmtpd delivers and imapd flags' '
+	(
+		for i in $(seq 1 15); do
+			_instance_msg $((100 + i)) "live $i" alice |
+				instance_deliver alice || exit 1
+		done
+	) &
+	writer=$!
+	(
+		for i in 1 2 3; do
+			instance_imap_script -u alice -w alice <<-\EOF || exit 1
+			SELECT INBOX
+			STORE 1:* +FLAGS (\Flagged)
+			STORE 1:* -FLAGS (\Flagged)
+			EOF
+		done >/dev/null
+	) &
+	flagger=$!
+	cyrus backup create $C "$B" >out 2>err &&
+	wait $writer && wait $flagger &&
+	test_must_be_empty out && test_must_be_empty err &&
+	cyrus backup verify "$B" >verify.out &&
+	grep -q ": ok, 10 mailboxes" verify.out
+'
+
+test_expect_success 'a quiet store: the second run writes only a manifest' '
+	cyrus backup create $C "$B" &&
+	(cd "$B" && find messages files -type f | sort) >objs1 &&
+	ls "$B/snapshots" >snaps1 &&
+	cyrus backup create $C "$B" >out 2>err &&
+	test_must_be_empty out && test_must_be_empty err &&
+	(cd "$B" && find messages files -type f | sort) >objs2 &&
+	ls "$B/snapshots" >snaps2 &&
+	test_cmp objs1 objs2 &&
+	test $(wc -l <snaps2) = $(( $(wc -l <snaps1) + 1 )) &&
+	cyrus backup create $C -n "$B" >dry &&
+	grep "^would back up 10 mailboxes, 24 messages .*; 0 new objects" dry &&
+	ls "$B/snapshots" >snaps3 && test_cmp snaps2 snaps3 &&
+	cyrus backup create $C -n "$TEST_SCRATCH/none" "user.bob*" >dry &&
+	grep "^would back up 4 mailboxes, 3 messages" dry &&
+	test_path_is_missing "$TEST_SCRATCH/none" &&
+	grep -q "^stats	mailboxes	10	messages	24	bytes	[0-9]*	new	0\$" \
+		"$(newest)"
+'
+
+test_expect_success 'the snapshot holds the users files and the quota root' '
+	m=$(newest) &&
+	grep -q "^user	bob	sub	" "$m" &&
+	grep -q "^user	bob	seen	" "$m" &&
+	grep -q "^quota	user.bob	%(S (" "$m" &&
+	grep -q "^db	mailboxes.db	twoskip	" "$m" &&
+	grep -q "^part	1024	" "$m" &&
+	head -n -1 "$m" | sha1sum | cut -d" " -f1 >want &&
+	tail -n 1 "$m" | cut -f2 >got &&
+	test_cmp want got
+'
+
+test_expect_success 'list: text and JSON' '
+	cyrus backup list "$B" >list &&
+	head -n 1 list | grep -q "^SNAPSHOT" &&
+	test $(grep -c "^20" list) = $(ls "$B/snapshots" | wc -l) &&
+	cyrus backup list "$B" --json >list.json &&
+	/usr/bin/python3 -c "import json,sys; d=json.load(open(\"list.json\"));
+assert len(d) >= 3 and d[-1][\"new_bytes\"] > 0 and d[-1][\"messages\"] == 24, d"
+'
+
+test_expect_success 'a second run while one holds the lock: 75, one line' '
+	/usr/bin/python3 -c "
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+open(\"locked\", \"w\").close()
+time.sleep(5)" "$B/lock" &
+	holder=$! &&
+	while [ ! -f locked ]; do sleep 0.1; done &&
+	test_expect_code 75 cyrus backup create $C "$B" 2>err &&
+	test_line_count = 1 err &&
+	grep -q "in use by another backup run" err &&
+	kill $holder && wait $holder 2>/dev/null; true
+'
+
+test_expect_success 'one message out with tar, gunzip and sha1sum alone' '
+	s=$(msg_sha user.bob 2) &&
+	test -n "$s" &&
+	(cd "$B" && tar -cf "$TEST_SCRATCH/b.tar" .) &&
+	tar -xOf b.tar "./messages/${s:0:2}/$s.gz" | gunzip >2.eml &&
+	echo "$s  2.eml" | sha1sum -c - &&
+	grep -q "^Subject: report with attachment" 2.eml &&
+	awk -F"\t" "\$1==\"mailbox\"{mb=\$2} \$1==\"file\"{f=(mb==\"user.bob\" && \$2==\"cyrus.cache\")}
+		\$1==\"part\" && f {print \$3}" "$(newest)" >parts &&
+	test $(wc -l <parts) -ge 2 &&
+	while read S; do zcat "$B/files/${S:0:2}/$S.gz"; done <parts >cyrus.cache &&
+	cmp cyrus.cache "$(as_cyrus "$REAL_BIN/mbpath" -C "$CYR_CONF" user.bob)/cyrus.cache"
+'
+
+test_expect_success 'verify names a flipped byte and a missing file, exit 65' '
+	s=$(msg_sha user.bob 1) &&
+	cache=$(awk -F"\t" "\$1==\"mailbox\"{m=\$2}
+		\$1==\"file\"{f=(m==\"user.bob\" && \$2==\"cyrus.cache\")}
+		\$1==\"part\" && f && \$2==0 {print \$3}" "$(newest)") &&
+	test -n "$cache" &&
+	cp "$(obj messages $s)" good-msg.gz &&
+	cp "$(obj files $cache)" good-cache.gz &&
+	zcat good-msg.gz | sed "s/plain part/plain parT/" | gzip >"$(obj messages $s)" &&
+	rm "$(obj files $cache)" &&
+	test_expect_code 65 cyrus backup verify "$B" >out 2>err &&
+	grep "user.bob: message 1: .*$s.gz.: damaged" err &&
+	grep "user.bob: cyrus.cache part at 0: .*missing" err &&
+	grep -q DAMAGED out &&
+	cat good-msg.gz >"$(obj messages $s)" &&
+	as_cyrus tee "$(obj files $cache)" <good-cache.gz >/dev/null &&
+	cyrus backup verify "$B" >/dev/null
+'
+
+test_expect_success 'restore refuses while the server runs' '
+	test_expect_code 75 cyrus backup restore $C "$B" user.bob 2>err &&
+	grep -q "server is running" err
+'
+
+test_expect_success 'stop the server; an existing mailbox is not overwritten' '
+	instance_pause &&
+	test_expect_code 73 cyrus backup restore $C "$B" user.bob 2>err &&
+	grep -q "mailbox .user.bob. exists" err
+'
+
+test_expect_success 'lose user.bob (files and mailboxes.db entry), restore it' '
+	dir=$(as_cyrus "$REAL_BIN/mbpath" -C "$CYR_CONF" user.bob) &&
+	udir=$(as_cyrus "$REAL_BIN/mbpath" -C "$CYR_CONF" -U user.bob) &&
+	sieve=$(as_cyrus "$REAL_BIN/mbpath" -C "$CYR_CONF" -S user.bob) &&
+	cp -p "$udir/sub.db" sub.db.orig &&
+	rm -rf "$dir" "$udir/sub.db" "$sieve/main.script" "$sieve/defaultbc" &&
+	as_cyrus "$REAL_BIN/cyr_dbtool" -C "$CYR_CONF" \
+		"$CYR_CONFIGDIR/mailboxes.db" twoskip delete "$(printf "Nuser\037bob")" &&
+	as_cyrus "$REAL_BIN/quota" -C "$CYR_CONF" -f user.bob >/dev/null &&
+	cyrus backup restore $C "$B" -n user.bob >out &&
+	cat out &&
+	grep -q "would restore user.bob as user.bob (2 messages)" out &&
+	test_path_is_missing "$dir" &&
+	cyrus backup restore $C "$B" user.bob >out 2>err &&
+	test_must_be_empty out && test_must_be_empty err &&
+	test_path_is_file "$dir/cyrus.index" &&
+	cmp sub.db.orig "$udir/sub.db" &&
+	test "$(cat "$sieve/main.script")" = "keep;" &&
+	test "$(readlink "$sieve/defaultbc")" = main.script &&
+	instance_resume &&
+	imap_state INBOX >bob-after &&
+	test_cmp bob-before bob-after &&
+	real_quota >quota-after &&
+	test_cmp quota-before quota-after
+'
+
+test_expect_success 'the real reconstruct -n and chk_cyrus find nothing' '
+	real_checks >checks &&
+	test_cmp baseline-checks checks
+'
+
+test_expect_success 'restore --as user.bob.Restored beside the original' '
+	instance_pause &&
+	cyrus backup restore $C "$B" --as user.bob.Restored user.bob &&
+	instance_resume &&
+	imap_state user.bob.Restored | grep -v MAILBOXID >restored &&
+	grep -v MAILBOXID bob-before >expect &&
+	test_cmp expect restored &&
+	imap_state INBOX >bob-again &&
+	test_cmp bob-before bob-again &&
+	real_quota >q1 && as_cyrus "$REAL_BIN/quota" -C "$CYR_CONF" -f >/dev/null &&
+	real_quota >q2 && test_cmp q1 q2 &&
+	grep -q " 5 *MESSAGE user.bob" q2 &&
+	real_checks >checks &&
+	grep -v "^user.bob.Restored\$" checks >c2 &&
+	test_cmp baseline-checks c2
+'
+
+test_expect_success 'restore --force puts back a mailbox changed since' '
+	instance_imap_script -u bob -w bob >/dev/null <<-\EOF &&
+	SELECT INBOX
+	STORE 1 +FLAGS (\Deleted)
+	EXPUNGE
+	STORE 1 +FLAGS (\Answered)
+	EOF
+	imap_state INBOX >changed &&
+	! test_cmp bob-before changed 2>/dev/null &&
+	instance_pause &&
+	cyrus backup restore $C "$B" --force user.bob &&
+	instance_resume &&
+	imap_state INBOX >bob-forced &&
+	test_cmp bob-before bob-forced &&
+	real_quota >q1 && as_cyrus "$REAL_BIN/quota" -C "$CYR_CONF" -f >/dev/null &&
+	real_quota >q2 && test_cmp q1 q2 &&
+	real_checks >checks &&
+	grep -v "^user.bob.Restored\$" checks >c2 &&
+	test_cmp baseline-checks c2
+'
+
+test_expect_success 'bad snapshot ids, times and archives' '
+	test_expect_code 66 cyrus backup verify "$B" 19990101T000000Z &&
+	test_expect_code 66 cyrus backup restore $C "$B" -n \
+		--snapshot 19990101T000000Z user.bob 2>err &&
+	grep -q "no snapshot" err &&
+	test_expect_code 66 cyrus backup restore $C "$B" -n \
+		--at 2000-01-01 user.bob &&
+	test_expect_code 64 cyrus backup restore $C "$B" -n --at garbage user.bob &&
+	mkdir notarchive && echo x >notarchive/file &&
+	test_expect_code 65 cyrus backup create $C "$TEST_SCRATCH/notarchive" &&
+	test_expect_code 66 cyrus backup verify "$TEST_SCRATCH/notarchive" &&
+	mkdir newer && echo "cyrus-backup 99" >newer/FORMAT && : >newer/lock &&
+	test_expect_code 65 cyrus backup verify "$TEST_SCRATCH/newer" 2>err &&
+	grep -q "format 99" err
+'
+
+test_expect_success 'kill -9 of create leaves a usable archive' '
+	for d in 0 0.05 0.1 0.2; do
+		cyrus backup create $C "$B" --full &
+		pid=$! && sleep $d && kill -9 $pid 2>/dev/null; wait $pid
+	done
+	cyrus backup verify "$B" >/dev/null &&
+	cyrus backup create $C "$B" &&
+	cyrus backup verify "$B" >/dev/null
+'
+
+test_expect_success 'prune keeps the newest N and sweeps what only the others used' '
+	n=$(cyrus backup list "$B" | grep -c "^20") &&
+	test $n -ge 4 &&
+	mkdir -p "$B/messages/00" &&
+	echo orphan | gzip >"$B/messages/00/0000000000000000000000000000000000000001.gz" &&
+	cyrus backup prune "$B" -n --keep 2 >out &&
+	test $(grep -c "^would drop" out) = $((n - 2)) &&
+	test_path_is_file "$B/messages/00/0000000000000000000000000000000000000001.gz" &&
+	(cd "$B" && find files -type f | wc -l) >before &&
+	cyrus backup prune "$B" --keep 2 &&
+	test $(ls "$B/snapshots" | wc -l) = 2 &&
+	test_path_is_missing "$B/messages/00/0000000000000000000000000000000000000001.gz" &&
+	(cd "$B" && find files -type f | wc -l) >after &&
+	test $(cat after) -lt $(cat before) &&
+	cyrus backup verify "$B" >out &&
+	test $(grep -c ": ok" out) = 2 &&
+	sleep 1 &&
+	cyrus backup prune "$B" --keep-days 0 &&
+	test $(ls "$B/snapshots" | wc -l) = 1 &&
+	cyrus backup verify "$B" >/dev/null
+'
+
+test_expect_success 'restore --all into an empty store, served by a second imapd' '
+	NEW=$TEST_SCRATCH/new &&
+	mkdir -p "$NEW" &&
+	sed "s|$CYR_DIR|$NEW|g" "$CYR_CONF" >"$NEW/imapd.conf" &&
+	NEWPORT=$(_instance_free_port) &&
+	sed -e "s|$CYR_DIR|$NEW|g" -e "s|$CYR_CONF|$NEW/imapd.conf|g" \
+		-e "s|127.0.0.1:$CYR_PORT|127.0.0.1:$NEWPORT|" \
+		"$CYR_MASTERCONF" >"$NEW/cyrus.conf" &&
+	cp "$CYR_DIR/sasldb2" "$NEW/" &&
+	for d in conf/db conf/lock conf/log conf/proc conf/quota conf/socket \
+		conf/user part/default part/p2 tmp sieve; do
+		mkdir -p "$NEW/$d"
+	done &&
+	chown -R cyrus:mail "$NEW" &&
+	cyrus backup restore -C "$NEW/imapd.conf" "$B" --all &&
+	as_cyrus "$REAL_BIN/chk_cyrus" -C "$NEW/imapd.conf" >chk 2>&1 &&
+	! grep -v "^checking: \|^Examining partition" chk &&
+	as_cyrus "$REAL_BIN/quota" -C "$NEW/imapd.conf" >q-new &&
+	real_quota >q-old &&
+	test_cmp q-old q-new &&
+	{ "$REAL_BIN/master" -C "$NEW/imapd.conf" -M "$NEW/cyrus.conf" \
+		-p "$NEW/master.pid" -L "$NEW/master.log" </dev/null \
+		>>"$NEW/master.log" 2>&1 & } &&
+	newmaster=$! &&
+	test_when_finished "kill $newmaster; wait $newmaster" &&
+	for i in $(seq 1 100); do
+		(CYR_PORT=$NEWPORT; _instance_greets) && break
+		sleep 0.2
+	done &&
+	(CYR_PORT=$NEWPORT; imap_state INBOX) >bob-new &&
+	imap_state INBOX >bob-old &&
+	test_cmp bob-old bob-new &&
+	(CYR_PORT=$NEWPORT; imap_state user.bob.Restored) >r-new &&
+	imap_state user.bob.Restored >r-old &&
+	test_cmp r-old r-new
+'
+
+test_expect_success 'kill -9 of prune leaves a usable archive' '
+	cyrus backup create $C "$B" && cyrus backup create $C "$B" &&
+	cyrus backup create $C "$B" &&
+	for d in 0 0.01 0.05; do
+		cyrus backup prune "$B" --keep 2 &
+		pid=$! && sleep $d && kill -9 $pid 2>/dev/null; wait $pid
+	done
+	cyrus backup verify "$B" >/dev/null &&
+	cyrus backup prune "$B" --keep 1 &&
+	cyrus backup verify "$B" >/dev/null
+'
+
+test_done
