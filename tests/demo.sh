@@ -153,6 +153,16 @@ if have_cyrus ctl_cyrusdb; then
 	ls "$CYR_CONFIGDIR/db.backup1" 2>/dev/null | sed 's/^/  db.backup1\//'
 fi
 
+section "cyrus backup: two snapshots of the running server, verify"
+if have_cyrus backup; then
+	mkdir -p "$scratch/backup" && chown cyrus:mail "$scratch/backup"
+	step "$CYRUS" backup create -C "$CYR_CONF" "$scratch/backup"
+	printf 'Subject: late\r\n\r\nafter the first snapshot\r\n' | instance_deliver alice
+	step "$CYRUS" backup create -C "$CYR_CONF" "$scratch/backup"
+	step "$CYRUS" backup list -C "$CYR_CONF" "$scratch/backup"
+	step "$CYRUS" backup verify -C "$CYR_CONF" "$scratch/backup"
+fi
+
 section "cyrus quota: the report, then -f -n (what a fix would change)"
 if have_cyrus quota; then
 	step "$CYRUS" quota -C "$CYR_CONF"
