@@ -249,7 +249,9 @@ static void sort_mboxes(struct qstate *st)
 	size_t n = 0;
 	if (!st->nmboxes)
 		return;
-	qsort(st->mboxes, st->nmboxes, sizeof(*st->mboxes), cmp_mbox);
+	if (st->nmboxes)
+		qsort(st->mboxes, st->nmboxes, sizeof(*st->mboxes),
+		      cmp_mbox);
 	for (size_t i = 0; i < st->nmboxes; i++) {
 		if (n && !strcmp(st->mboxes[n - 1].e->name,
 				 st->mboxes[i].e->name)) {
@@ -816,8 +818,10 @@ int cmd_quota(int argc, char **argv, struct cyrus_ctx *ctx)
 		free(p);
 	}
 	st.sorted = xmalloc((st.nroots + 1) * sizeof(*st.sorted));
-	memcpy(st.sorted, st.roots, st.nroots * sizeof(*st.sorted));
-	qsort(st.sorted, st.nroots, sizeof(*st.sorted), cmp_root);
+	if (st.nroots) {
+		memcpy(st.sorted, st.roots, st.nroots * sizeof(*st.sorted));
+		qsort(st.sorted, st.nroots, sizeof(*st.sorted), cmp_root);
+	}
 	sort_mboxes(&st);
 
 	if (fflag && !st.err.kind)

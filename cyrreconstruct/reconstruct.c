@@ -889,7 +889,8 @@ static int reconstruct_one(struct ctx *c, const struct mboxlist_entry *e)
 	if (strcmp(rb.archpath, rb.datapath))
 		scan_dir(e->name, rb.archpath, true, o, &files, &nfiles,
 			 &afiles);
-	qsort(files, nfiles, sizeof(*files), found_cmp);
+	if (nfiles)
+		qsort(files, nfiles, sizeof(*files), found_cmp);
 
 	/* The old cache: appended to, as mailbox_append_cache does. */
 	struct stat cst;
