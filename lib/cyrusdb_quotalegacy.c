@@ -704,7 +704,8 @@ static int ql_foreach(struct cyrusdb *base, const char *prefix,
 		if (env->virtdomains)
 			scan_domains(db->dir, pfx, &sc);
 	}
-	qsort_r(sc.v, sc.n, sizeof(*sc.v), found_cmp, &db->mboxsort);
+	if (sc.n)
+		qsort_r(sc.v, sc.n, sizeof(*sc.v), found_cmp, &db->mboxsort);
 	unsigned long serial = db->txn_serial;
 	for (size_t i = 0; i < sc.n; i++) {
 		if (t && (!db->txn || db->txn_serial != serial)) {
