@@ -23,38 +23,6 @@ PY=/usr/bin/python3
 BOXES="ann/INBOX ann/Work ann/Work.2023 ben/INBOX ben/Lists cid/INBOX dee/INBOX dee/Archive"
 RCPTS="ann ann+Work ann+Work.2023 ben ben+Lists cid dee dee+Archive"
 
-instance_pause()
-{
-	local i=0
-	kill -TERM "$CYR_MASTER_PID" 2>/dev/null
-	while kill -0 "$CYR_MASTER_PID" 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	wait "$CYR_MASTER_PID" 2>/dev/null
-	# Master's children leave with it; give them the time.
-	i=0
-	while pgrep -f "$CYR_DIR/imapd.conf" >/dev/null && [ $i -lt 50 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 0
-}
-
-instance_resume()
-{
-	local deadline=$((SECONDS + 30))
-	"$REAL_BIN/master" -C "$CYR_CONF" -M "$CYR_MASTERCONF" \
-		-p "$CYR_DIR/master.pid" -L "$CYR_DIR/master.log" \
-		</dev/null >>"$CYR_DIR/master.log" 2>&1 &
-	CYR_MASTER_PID=$!
-	while ! { [ -S "$CYR_LMTP" ] && _instance_greets; }; do
-		[ $SECONDS -ge $deadline ] && return 1
-		kill -0 "$CYR_MASTER_PID" 2>/dev/null || return 1
-		sleep 0.2
-	done
-}
-
 # deliver_all DIR: every DIR/N. over one LMTP session, message N to the
 # (N mod 8)th address of RCPTS.
 deliver_all()

@@ -12,40 +12,6 @@ real_cyrus_available || test_skip_all "Debian's cyrus-imapd is not installed"
 [ "$(id -u)" = 0 ] || test_skip_all 'needs root to start master'
 [ -x "$TOP/bin/cyrus" ] || test_skip_all 'bin/cyrus is not built'
 
-instance_pause()
-{
-	local i=0 k kids
-	kids=$(pgrep -P "$CYR_MASTER_PID" 2>/dev/null | tr '\n' ' ')
-	kill -TERM "$CYR_MASTER_PID" 2>/dev/null
-	while kill -0 "$CYR_MASTER_PID" 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	wait "$CYR_MASTER_PID" 2>/dev/null
-	for k in $kids; do
-		i=0
-		while kill -0 "$k" 2>/dev/null && [ $i -lt 50 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-	done
-	return 0
-}
-
-instance_resume()
-{
-	local deadline=$((SECONDS + 30))
-	"$REAL_BIN/master" -C "$CYR_CONF" -M "$CYR_MASTERCONF" \
-		-p "$CYR_DIR/master.pid" -L "$CYR_DIR/master.log" \
-		</dev/null >>"$CYR_DIR/master.log" 2>&1 &
-	CYR_MASTER_PID=$!
-	while ! { [ -S "$CYR_LMTP" ] && _instance_greets; }; do
-		[ $SECONDS -ge $deadline ] && return 1
-		kill -0 "$CYR_MASTER_PID" 2>/dev/null || return 1
-		sleep 0.2
-	done
-}
-
 # copy_store NAME: a copy of the stopped store; sets CONF.
 copy_store()
 {
