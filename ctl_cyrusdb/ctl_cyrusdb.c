@@ -40,6 +40,7 @@
 #include "procscan.h"
 #include "salvage.h"
 #include "xmalloc.h"
+#include "json.h"
 
 /* What happened to one database, for --json and --summary. */
 struct dbresult {
@@ -478,21 +479,6 @@ static int refuse_if_running(struct run *run)
 	return EX_TEMPFAIL;
 }
 
-static void json_str(struct buf *out, const char *s)
-{
-	buf_addch(out, '"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			buf_printf(out, "\\%c", c);
-		else if (c < 0x20)
-			buf_printf(out, "\\u%04x", c);
-		else
-			buf_addch(out, c);
-	}
-	buf_addch(out, '"');
-}
-
 enum report_format { REPORT_NONE, REPORT_JSON, REPORT_SUMMARY };
 
 /* One line per database: JSON objects, or aligned text and a total. */
@@ -509,20 +495,20 @@ static void print_report(struct run *run, enum report_format fmt,
 		const char *status = res->status ? res->status : "skipped";
 		if (fmt == REPORT_JSON) {
 			buf_adds(&out, "{\"operation\": ");
-			json_str(&out, op);
+			json_append_string(&out, op);
 			buf_adds(&out, ", \"database\": ");
-			json_str(&out, dbset_basename(e));
+			json_append_string(&out, dbset_basename(e));
 			buf_adds(&out, ", \"path\": ");
-			json_str(&out, e->path);
+			json_append_string(&out, e->path);
 			buf_adds(&out, ", \"backend\": ");
-			json_str(&out, e->backend);
+			json_append_string(&out, e->backend);
 			buf_adds(&out, ", \"status\": ");
-			json_str(&out, status);
+			json_append_string(&out, status);
 			buf_printf(&out, ", \"bytes\": %llu, \"seconds\": %.6f",
 				   res->bytes, res->seconds);
 			if (res->error) {
 				buf_adds(&out, ", \"error\": ");
-				json_str(&out, res->error);
+				json_append_string(&out, res->error);
 			}
 			buf_adds(&out, "}\n");
 		} else {

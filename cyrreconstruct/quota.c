@@ -40,6 +40,7 @@
 #include "mboxname.h"
 #include "quota.h"
 #include "xmalloc.h"
+#include "json.h"
 
 struct root {
 	char *name;
@@ -556,31 +557,6 @@ out:
 
 /* ---- the report ---- */
 
-static void json_str(struct buf *out, const char *s)
-{
-	buf_addch(out, '"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			buf_printf(out, "\\%c", c);
-		else if (c == '\n')
-			buf_adds(out, "\\n");
-		else if (c == '\t')
-			buf_adds(out, "\\t");
-		else if (c == '\r')
-			buf_adds(out, "\\r");
-		else if (c == '\b')
-			buf_adds(out, "\\b");
-		else if (c == '\f')
-			buf_adds(out, "\\f");
-		else if (c < 0x20)
-			buf_printf(out, "\\u%04x", c);
-		else
-			buf_addch(out, (char)c);
-	}
-	buf_addch(out, '"');
-}
-
 static void extname(struct qstate *st, const char *intname, struct buf *out)
 {
 	struct mboxname mbn;
@@ -598,11 +574,11 @@ static void report_root(const struct quota *q, const char *ext, bool json,
 {
 	if (json) {
 		buf_adds(out, first ? "\n  " : ",\n  ");
-		json_str(out, ext);
+		json_append_string(out, ext);
 		buf_adds(out, ": {");
 		for (int res = 0; res < QUOTA_NUMRESOURCES; res++) {
 			buf_adds(out, res ? ",\n    " : "\n    ");
-			json_str(out, quota_names[res]);
+			json_append_string(out, quota_names[res]);
 			buf_printf(out, ": {\n      \"used\": %lld",
 				   q->useds[res]);
 			if (q->limits[res] > 0)

@@ -33,6 +33,7 @@
 #include "mboxops.h"
 #include "procscan.h"
 #include "xmalloc.h"
+#include "json.h"
 
 struct listed {
 	char *extname;
@@ -124,25 +125,10 @@ static void sort_like_list(struct list_rock *lr)
 	lr->items = sorted;
 }
 
-static void json_str(struct buf *out, const char *s)
-{
-	buf_addch(out, '"');
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			buf_printf(out, "\\%c", c);
-		else if (c < 0x20)
-			buf_printf(out, "\\u%04x", c);
-		else
-			buf_addch(out, (char)c);
-	}
-	buf_addch(out, '"');
-}
-
 static void json_str_or_null(struct buf *out, const char *s)
 {
 	if (s)
-		json_str(out, s);
+		json_append_string(out, s);
 	else
 		buf_adds(out, "null");
 }
@@ -169,7 +155,7 @@ static void json_flags(struct buf *out, uint32_t mbtype)
 		if (!first)
 			buf_adds(out, ", ");
 		first = false;
-		json_str(out, flags[i].name);
+		json_append_string(out, flags[i].name);
 	}
 	buf_addch(out, ']');
 }
@@ -193,9 +179,9 @@ static void json_acl(struct buf *out, const char *acl)
 		if (!first)
 			buf_adds(out, ", ");
 		first = false;
-		json_str(out, id);
+		json_append_string(out, id);
 		buf_adds(out, ": ");
-		json_str(out, rights);
+		json_append_string(out, rights);
 		if (!next)
 			break;
 		p = next;
@@ -215,23 +201,23 @@ static void print_item(const struct listed *l, bool json, bool *first)
 	buf_adds(&out, *first ? "\n{" : ",\n{");
 	*first = false;
 	buf_adds(&out, "\"name\": ");
-	json_str(&out, l->extname);
+	json_append_string(&out, l->extname);
 	if (l->e) {
 		struct buf t = BUF_INIT;
 		mboxlist_mbtype_to_string(l->e->mbtype, &t);
 		buf_adds(&out, ", \"intname\": ");
-		json_str(&out, l->e->name);
+		json_append_string(&out, l->e->name);
 		buf_adds(&out, ", \"partition\": ");
 		json_str_or_null(&out, l->e->partition);
 		buf_adds(&out, ", \"uniqueid\": ");
 		json_str_or_null(&out, l->e->uniqueid);
 		buf_adds(&out, ", \"mbtype\": ");
-		json_str(&out, t.s);
+		json_append_string(&out, t.s);
 		buf_adds(&out, ", \"flags\": ");
 		json_flags(&out, l->e->mbtype);
 		if (l->e->server) {
 			buf_adds(&out, ", \"server\": ");
-			json_str(&out, l->e->server);
+			json_append_string(&out, l->e->server);
 		}
 		buf_adds(&out, ", \"acl\": ");
 		json_acl(&out, l->e->acl);

@@ -23,6 +23,7 @@
 #include "mboxname.h"
 #include "mboxpath.h"
 #include "xmalloc.h"
+#include "json.h"
 
 #define DO_ARCHIVE (1 << 0)
 #define DO_DATA (1 << 1)
@@ -54,31 +55,6 @@ static int exit_code(enum result r)
 	}
 }
 
-static void json_str(struct buf *out, const char *s)
-{
-	buf_addch(out, '"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			buf_printf(out, "\\%c", c);
-		else if (c == '\n')
-			buf_adds(out, "\\n");
-		else if (c == '\t')
-			buf_adds(out, "\\t");
-		else if (c == '\r')
-			buf_adds(out, "\\r");
-		else if (c == '\b')
-			buf_adds(out, "\\b");
-		else if (c == '\f')
-			buf_adds(out, "\\f");
-		else if (c < 0x20)
-			buf_printf(out, "\\u%04X", c);
-		else
-			buf_addch(out, (char)c);
-	}
-	buf_addch(out, '"');
-}
-
 /* A member of a jansson JSON_INDENT(2) object at the given depth. */
 static void json_key(struct buf *out, bool *first, int depth, const char *key)
 {
@@ -86,7 +62,7 @@ static void json_key(struct buf *out, bool *first, int depth, const char *key)
 	*first = false;
 	for (int i = 0; i < depth * 2; i++)
 		buf_addch(out, ' ');
-	json_str(out, key);
+	json_append_string(out, key);
 	buf_adds(out, ": ");
 }
 
@@ -114,14 +90,14 @@ static int print_json(struct mboxlist *ml, const struct mboxname *mbn,
 	json_key(&out, &first, 1, "archive");
 	if (mboxpath_archive(cfg, &ml->ns, e->partition, e->name, id, 0, &p,
 			     &err) == 0)
-		json_str(&out, p.s);
+		json_append_string(&out, p.s);
 	else
 		buf_adds(&out, "null");
 	json_key(&out, &first, 1, "data");
 	buf_reset(&p);
 	if (mboxpath_data(cfg, &ml->ns, e->partition, e->name, id, 0, &p,
 			  &err) == 0)
-		json_str(&out, p.s);
+		json_append_string(&out, p.s);
 	else
 		buf_adds(&out, "null");
 
@@ -138,29 +114,29 @@ static int print_json(struct mboxlist *ml, const struct mboxname *mbn,
 			buf_adds(&out, f3 ? "\n" : ",\n");
 			f3 = false;
 			buf_adds(&out, "      ");
-			json_str(&out, mbn->boxes[i]);
+			json_append_string(&out, mbn->boxes[i]);
 		}
 		json_close(&out, false, 2, ']');
 	}
 	if (mbn->domain) {
 		json_key(&out, &f2, 2, "domain");
-		json_str(&out, mbn->domain);
+		json_append_string(&out, mbn->domain);
 	}
 	json_key(&out, &f2, 2, "intname");
 	buf_reset(&p);
 	mboxname_intname(&ml->ns, mbn, &p);
-	json_str(&out, p.s);
+	json_append_string(&out, p.s);
 	if (mbn->isdeleted) {
 		json_key(&out, &f2, 2, "isdeleted");
 		buf_printf(&out, "%lld", (long long)mbn->isdeleted);
 	}
 	if (mbn->localpart) {
 		json_key(&out, &f2, 2, "localpart");
-		json_str(&out, mbn->localpart);
+		json_append_string(&out, mbn->localpart);
 	}
 	if (has_user) {
 		json_key(&out, &f2, 2, "userid");
-		json_str(&out, userid.s);
+		json_append_string(&out, userid.s);
 	}
 	json_close(&out, f2, 1, '}');
 
@@ -168,7 +144,7 @@ static int print_json(struct mboxlist *ml, const struct mboxname *mbn,
 	buf_reset(&p);
 	if (mboxpath_meta(cfg, &ml->ns, e->partition, e->name, id,
 			  MBOXPATH_DIR, false, &p, &err) == 0)
-		json_str(&out, p.s);
+		json_append_string(&out, p.s);
 	else
 		buf_adds(&out, "null");
 
@@ -190,7 +166,7 @@ static int print_json(struct mboxlist *ml, const struct mboxname *mbn,
 				mboxlist_user_path(ml, &user, files[i], &p,
 						   &err);
 			json_key(&out, &f2, 2, files[i]);
-			json_str(&out, p.s);
+			json_append_string(&out, p.s);
 		}
 		json_close(&out, f2, 1, '}');
 		mboxname_release(&user);
