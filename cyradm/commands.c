@@ -1028,48 +1028,40 @@ static int part_args(struct cyradm *cy, int argc, char **argv,
 	return 0;
 }
 
-static int cmd_rename(struct cyradm *cy, const char *name UNUSED, int argc,
-		      char **argv)
+/* renamemailbox and xfermailbox: NAME ARG [partition], one IMAP verb. */
+static int two_names_part(struct cyradm *cy, int argc, char **argv,
+			  const char *cmd, const char *verb, const char *usage)
 {
 	struct strlist args = { 0 };
 	const char *part;
 	int r;
-	if (part_args(cy, argc, argv, &args, &part,
-		      "usage: renamemailbox [--partition name] oldname "
-		      "newname [partition]") < 0)
+	if (part_args(cy, argc, argv, &args, &part, usage) < 0)
 		r = -1;
 	else if (!cy->conn)
-		r = no_conn(cy, "renamemailbox");
+		r = no_conn(cy, cmd);
 	else if (perl_true(part))
-		r = simple(cy, "renamemailbox", "RENAME %s %s %a", args.v[0],
-			   args.v[1], part);
+		r = simple(cy, cmd, "%s %s %s %a", verb, args.v[0], args.v[1],
+			   part);
 	else
-		r = simple(cy, "renamemailbox", "RENAME %s %s", args.v[0],
-			   args.v[1]);
+		r = simple(cy, cmd, "%s %s %s", verb, args.v[0], args.v[1]);
 	sl_free(&args);
 	return r;
+}
+
+static int cmd_rename(struct cyradm *cy, const char *name UNUSED, int argc,
+		      char **argv)
+{
+	return two_names_part(cy, argc, argv, "renamemailbox", "RENAME",
+			      "usage: renamemailbox [--partition name] "
+			      "oldname newname [partition]");
 }
 
 static int cmd_xfer(struct cyradm *cy, const char *name UNUSED, int argc,
 		    char **argv)
 {
-	struct strlist args = { 0 };
-	const char *part;
-	int r;
-	if (part_args(cy, argc, argv, &args, &part,
-		      "usage: xfermailbox [--partition name] mailbox "
-		      "server [partition]") < 0)
-		r = -1;
-	else if (!cy->conn)
-		r = no_conn(cy, "xfermailbox");
-	else if (perl_true(part))
-		r = simple(cy, "xfermailbox", "XFER %s %s %a", args.v[0],
-			   args.v[1], part);
-	else
-		r = simple(cy, "xfermailbox", "XFER %s %s", args.v[0],
-			   args.v[1]);
-	sl_free(&args);
-	return r;
+	return two_names_part(cy, argc, argv, "xfermailbox", "XFER",
+			      "usage: xfermailbox [--partition name] mailbox "
+			      "server [partition]");
 }
 
 static int cmd_reconstruct(struct cyradm *cy, const char *name UNUSED,
