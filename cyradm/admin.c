@@ -117,6 +117,7 @@ struct cyradm_conn *cyradm_connect(const char *server, const char *port,
 		errno = 0;
 		return NULL;
 	}
+	c->caps_fresh = true;
 	return c;
 }
 
@@ -299,8 +300,11 @@ bool cyradm_authenticate(struct cyradm_conn *c, const struct cyradm_auth *a,
 		cyradm_auth_release(&c->auth);
 		cyradm_auth_copy(&c->auth, a);
 	}
-	if (imapclient_capability(c->ic, &err) < 0)
+	/* Straight after connect the capabilities are known: one round
+	 * trip less at startup. */
+	if (!c->caps_fresh && imapclient_capability(c->ic, &err) < 0)
 		goto out;
+	c->caps_fresh = false;
 	starttls = imapclient_has_cap(c->ic, "STARTTLS");
 	logindisabled = imapclient_has_cap(c->ic, "LOGINDISABLED");
 	mech = xstrdup(a->mech ? a->mech : imapclient_auth_mechs(c->ic));

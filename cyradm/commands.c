@@ -1995,6 +1995,7 @@ static int cmd_authenticate(struct cyradm *cy, const char *name UNUSED,
 		r = no_conn(cy, "authenticate");
 		goto out;
 	}
+	cy->conn->caps_fresh = false;  /* other commands may have run */
 	if (!cyradm_authenticate(cy->conn, &a, cy->err) && cy->conn)
 		r = cyradm_die(cy, "authenticate: authentication to server %s "
 			       "failed", cy->conn->servername);

@@ -34,6 +34,7 @@ struct cyradm_conn {
 	     create_special_use;
 	char *error;              /* the last error, as Admin.pm's {error} */
 	bool authenticated;
+	bool caps_fresh;          /* nothing ran since connect's CAPABILITY */
 	struct cyradm_auth auth;  /* as used to authenticate */
 };
 

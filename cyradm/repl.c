@@ -603,7 +603,16 @@ static void plan_ahead(struct cyradm *cy, const char *line)
 	}
 	if (pipe_ahead.stop >= here)
 		return;
-	while (imapclient_ahead(cy->conn->ic) < IMAPCLIENT_AHEAD_MAX) {
+	/*
+	 * Refill only a window half empty, in one write: the server still
+	 * has plenty queued, and a send per command would cost us more
+	 * than the rest of the command's work.
+	 */
+	struct imapclient *ic = cy->conn->ic;
+	if (imapclient_ahead(ic) > IMAPCLIENT_AHEAD_MAX / 2)
+		return;
+	imapclient_cork(ic);
+	while (imapclient_ahead(ic) < IMAPCLIENT_AHEAD_MAX) {
 		const char *s;
 		size_t len;
 		if (!script_peek_line(pipe_ahead.planned, &s, &len) ||
@@ -620,6 +629,9 @@ static void plan_ahead(struct cyradm *cy, const char *line)
 			break;
 		}
 	}
+	struct error err = ERROR_INIT;
+	if (imapclient_uncork(ic, &err) < 0)
+		error_clear(&err);  /* they run unsent, and fail as without us */
 }
 
 static struct cyradm *completion_cy;
@@ -741,6 +753,40 @@ static char *current_prompt(struct cyradm *cy)
 	return xasprintf("%s> ", cy->conn ? cy->conn->servername : "cyradm");
 }
 
+/*
+ * A script's readline has no terminal to set up: its per-line tcgetattr
+ * and window-size ioctls only fail (ENOTTY) and cost system calls. What
+ * readline does then is echo the line; so do we.
+ */
+static void no_prep_terminal(int meta UNUSED)
+{
+	rl_tty_set_echoing(1);
+}
+static void no_deprep_terminal(void) {}
+
+/*
+ * Readline flushes its stream after the prompt and after the echo: three
+ * writes a line. For a script its output goes into stdout's buffer
+ * instead, in the same order as ours, and out with the line's flush.
+ */
+static ssize_t into_stdout(void *cookie UNUSED, const char *s, size_t n)
+{
+	return (ssize_t)fwrite(s, 1, n, stdout);
+}
+
+static FILE *script_outstream(void)
+{
+	static FILE *f;
+	if (!f) {
+		cookie_io_functions_t io = { .write = into_stdout };
+		f = fopencookie(NULL, "w", io);
+		if (!f)
+			return stdout;
+		setvbuf(f, NULL, _IONBF, 0);
+	}
+	return f;
+}
+
 void repl_run(struct cyradm *cy, FILE *in)
 {
 	rl_instream = in;
@@ -751,6 +797,10 @@ void repl_run(struct cyradm *cy, FILE *in)
 		rl_input_available_hook = script_input_available;
 		rl_catch_signals = 0;
 		rl_catch_sigwinch = 0;
+		rl_prep_term_function = no_prep_terminal;
+		rl_deprep_term_function = no_deprep_terminal;
+		if (!isatty(STDOUT_FILENO))
+			rl_outstream = script_outstream();
 		if (!once) {
 			once = true;
 			atexit(repl_sync_input);

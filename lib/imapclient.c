@@ -32,6 +32,11 @@ struct imapclient {
 	} *ahead;
 	size_t nahead, ahead_alloc, ahead_bytes;
 	bool ahead_failed;
+	/* Between cork and uncork: commands sent ahead wait here, to go out
+	 * in one write; ahead[cork_from..] are theirs. */
+	bool corked;
+	struct buf cork;
+	size_t cork_from;
 	char local[NI_MAXHOST + NI_MAXSERV + 2], remote[NI_MAXHOST + NI_MAXSERV + 2];
 };
 
@@ -211,6 +216,7 @@ static struct imapclient *new_client(const char *host)
 	imap_reply_init(&ic->reply);
 	buf_init(&ic->caps);
 	buf_init(&ic->mechs);
+	buf_init(&ic->cork);
 	return ic;
 }
 
@@ -226,6 +232,7 @@ static void free_client(struct imapclient *ic)
 	imap_reply_release(&ic->reply);
 	buf_release(&ic->caps);
 	buf_release(&ic->mechs);
+	buf_release(&ic->cork);
 	free(ic->host);
 	free(ic->greeting);
 	free(ic->bye);
@@ -579,7 +586,9 @@ int imapclient_vsend_ahead(struct imapclient *ic, struct error *err,
 	if (has_sync_literal(cmd.s, cmd.len) ||
 	    ic->ahead_bytes + body.len > IMAPCLIENT_AHEAD_BYTES)
 		goto out;
-	if (write_all(ic, cmd.s, cmd.len, err) < 0) {
+	if (ic->corked)
+		buf_add(&ic->cork, cmd.s, cmd.len);
+	else if (write_all(ic, cmd.s, cmd.len, err) < 0) {
 		/*
 		 * Not dead yet: the answers to what went before may be
 		 * waiting to be read. The command is sent again when it is
@@ -622,6 +631,41 @@ size_t imapclient_ahead(const struct imapclient *ic)
 	return ic ? ic->nahead : 0;
 }
 
+void imapclient_cork(struct imapclient *ic)
+{
+	if (ic->corked)
+		return;
+	ic->corked = true;
+	ic->cork_from = ic->nahead;
+	buf_reset(&ic->cork);
+}
+
+int imapclient_uncork(struct imapclient *ic, struct error *err)
+{
+	if (!ic->corked)
+		return 0;
+	ic->corked = false;
+	if (!ic->cork.len || write_all(ic, ic->cork.s, ic->cork.len, err) == 0) {
+		buf_reset(&ic->cork);
+		return 0;
+	}
+	/*
+	 * None of them went out (or not whole): forget them, as if never
+	 * sent ahead; each is sent again when it is run, and fails then as
+	 * it would have without us. The answers before may still be read.
+	 */
+	while (ic->nahead > ic->cork_from) {
+		struct ahead *a = &ic->ahead[--ic->nahead];
+		ic->ahead_bytes -= a->len;
+		free(a->body);
+		ic->tagno--;
+	}
+	buf_reset(&ic->cork);
+	ic->dead = false;
+	ic->ahead_failed = true;
+	return -1;
+}
+
 int imapclient_vrun(struct imapclient *ic, imapclient_untagged_fn *cb,
 		    void *rock, struct buf *text_r, struct error *err,
 		    const char *fmt, va_list ap)
@@ -630,6 +674,8 @@ int imapclient_vrun(struct imapclient *ic, imapclient_untagged_fn *cb,
 	char tag[32];
 	int r;
 
+	if (ic->corked && imapclient_uncork(ic, err) < 0)
+		error_clear(err);   /* as for a failed send ahead, above */
 	if (ic->dead)
 		return error_set(err, ERR_IO, "connection to server lost");
 	imapclient_vfmt(ic, &body, fmt, ap);

@@ -118,6 +118,14 @@ int imapclient_vsend_ahead(struct imapclient *ic, struct error *err,
 			   const char *fmt, va_list ap);
 /* How many commands sent ahead still await their answer (0 for NULL). */
 size_t imapclient_ahead(const struct imapclient *ic);
+/*
+ * Between imapclient_cork and imapclient_uncork, what is sent ahead is
+ * kept and goes out in one write at uncork (a system call per command
+ * costs more than the rest of a pipelined command's work). uncork: 0, or
+ * -1 with err if the write failed (those commands count as not sent).
+ */
+void imapclient_cork(struct imapclient *ic);
+int imapclient_uncork(struct imapclient *ic, struct error *err);
 
 /* STARTTLS then a fresh CAPABILITY. IMAP_OK, IMAP_NO/BAD, or -1 with err. */
 int imapclient_starttls(struct imapclient *ic, const struct tls_opts *tls,

@@ -501,6 +501,27 @@ static void test_send_ahead(void)
 		for (int i = 0; i < IMAPCLIENT_AHEAD_MAX; i++)
 			test_assert_int(imapclient_run(ic, NULL, NULL, NULL,
 						       &err, "NOOP"), IMAP_OK);
+		/* Corked: kept until uncork, then one write; the answers
+		 * come back in order. */
+		imapclient_cork(ic);
+		test_assert_int(imapclient_send_ahead(ic, &err, "CREATE p"), 0);
+		test_assert_int(imapclient_send_ahead(ic, &err, "CREATE q"), 0);
+		test_assert_int((int)imapclient_ahead(ic), 2);
+		test_assert_int(imapclient_uncork(ic, &err), 0);
+		test_assert_int(imapclient_run(ic, last_echo, &echo, &text,
+					       &err, "CREATE p"), IMAP_OK);
+		test_assert_str(echo.s, "CREATE p");
+		test_assert_int(imapclient_run(ic, last_echo, &echo, &text,
+					       &err, "CREATE q"), IMAP_OK);
+		test_assert_str(echo.s, "CREATE q");
+		/* Running a command while corked sends the cork first
+		 * (otherwise this would wait forever for an answer). */
+		imapclient_cork(ic);
+		test_assert_int(imapclient_send_ahead(ic, &err, "CREATE r"), 0);
+		test_assert_int(imapclient_run(ic, last_echo, &echo, &text,
+					       &err, "CREATE r"), IMAP_OK);
+		test_assert_str(text.s, "CREATE r");
+		test_assert_int((int)imapclient_ahead(ic), 0);
 		test_assert(imapclient_alive(ic));
 		imapclient_abandon(&ic);
 	}
