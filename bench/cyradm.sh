@@ -3,8 +3,10 @@
 # against the same private Cyrus 3.6.1 (tests/lib/instance.sh): startup
 # (--help, and connect + authenticate + one lm), and a script of NCMDS
 # commands (cm, sam, lq, dm on NCMDS/4 user mailboxes) read from stdin,
-# which ours pipelines; and ours again with CYRADM_NO_PIPELINE=1, one
-# command at a time as the Perl one, to show what pipelining buys.
+# which ours pipelines and spreads over 4 connections; and ours again
+# with CYRADM_LANES=1 (pipelined on one connection) and with
+# CYRADM_NO_PIPELINE=1 (one command at a time as the Perl one), to show
+# what each buys.
 # Prints wall time, client CPU (user+sys of the cyradm process alone; the
 # startup cases are the mean of STARTUP_RUNS) and peak RSS for each, and
 # Perl/ours ratios (above 1: ours is better). Checks that all print the
@@ -137,6 +139,10 @@ fresh
 measure oscript "$work/script.in" "$OURS" "${conn[@]}"
 row "script: $N commands" "$pw" "$pc" "$pm" "$W" "$C" "$M"
 same pscript oscript
+fresh
+measure lscript "$work/script.in" env CYRADM_LANES=1 "$OURS" "${conn[@]}"
+row "  ours, one connection" "$pw" "$pc" "$pm" "$W" "$C" "$M"
+same pscript lscript
 fresh
 measure sscript "$work/script.in" env CYRADM_NO_PIPELINE=1 "$OURS" "${conn[@]}"
 row "  ours, not pipelined" "$pw" "$pc" "$pm" "$W" "$C" "$M"

@@ -118,7 +118,61 @@ struct cyradm_conn *cyradm_connect(const char *server, const char *port,
 		return NULL;
 	}
 	c->caps_fresh = true;
+	c->port = port ? xstrdup(port) : NULL;
 	return c;
+}
+
+void cyradm_close_lanes(struct cyradm_conn *c)
+{
+	for (size_t i = 0; i < c->nlanes; i++)
+		cyradm_disconnect(&c->lanes[i]);
+	free(c->lanes);
+	c->lanes = NULL;
+	c->nlanes = 0;
+}
+
+/* The delimiter of LIST "" "": (flags) "sep" name. */
+static void list_sep(const struct imap_reply *r, void *rock)
+{
+	char *sep = rock;
+	const char *q = memchr(r->text, ')', r->textlen);
+	if (strcasecmp(r->keyword, "LIST") || !q)
+		return;
+	size_t left = r->textlen - (size_t)(q - r->text);
+	if (left >= 5 && q[1] == ' ' && q[2] == '"' && q[4] == '"')
+		*sep = q[3];
+}
+
+size_t cyradm_open_lanes(struct cyradm_conn *c, size_t n)
+{
+	struct error err = ERROR_INIT;
+	if (c->nlanes || !n || !c->authenticated || !c->auth.password)
+		return c->nlanes;
+	FILE *quiet = fopen("/dev/null", "w");
+	if (!quiet)
+		return 0;
+	c->lanes = xzmalloc(n * sizeof(*c->lanes));
+	while (c->nlanes < n) {
+		struct cyradm_conn *l = cyradm_connect(c->servername, c->port,
+						       &c->auth, &err);
+		error_clear(&err);
+		if (!l)
+			break;
+		if (!cyradm_authenticate(l, &c->auth, quiet)) {
+			cyradm_disconnect(&l);
+			break;
+		}
+		c->lanes[c->nlanes++] = l;
+	}
+	fclose(quiet);
+	if (c->nlanes && !c->sep &&
+	    imapclient_run(c->lanes[0]->ic, list_sep, &c->sep, NULL, &err,
+			   "LIST \"\" \"\"") != IMAP_OK)
+		c->sep = 0;
+	error_clear(&err);
+	if (!c->sep)
+		cyradm_close_lanes(c);  /* no separator: no keys */
+	return c->nlanes;
 }
 
 void cyradm_disconnect(struct cyradm_conn **cp)
@@ -126,7 +180,9 @@ void cyradm_disconnect(struct cyradm_conn **cp)
 	struct cyradm_conn *c = *cp;
 	if (!c)
 		return;
+	cyradm_close_lanes(c);
 	imapclient_close(&c->ic);
+	free(c->port);
 	free(c->servername);
 	free(c->error);
 	cyradm_auth_release(&c->auth);

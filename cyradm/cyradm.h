@@ -36,6 +36,13 @@ struct cyradm_conn {
 	bool authenticated;
 	bool caps_fresh;          /* nothing ran since connect's CAPABILITY */
 	struct cyradm_auth auth;  /* as used to authenticate */
+	char *port;               /* as given to cyradm_connect (or NULL) */
+	/* More connections to the same server as the same user, that a
+	 * script's commands are spread over (repl.c); and the server's
+	 * hierarchy separator, which they needed. */
+	struct cyradm_conn **lanes;
+	size_t nlanes;
+	char sep;
 };
 
 struct cyradm {
@@ -63,6 +70,12 @@ struct repl_command {
 	 * NULL: the command is never sent ahead.
 	 */
 	int (*plan)(struct cyradm *cy, int argc, char **argv);
+	/*
+	 * What plan sends reads or changes only the mailbox argv[1] and its
+	 * hierarchy, nothing another mailbox's commands could see: a script
+	 * may send it on another connection (repl.c's lanes).
+	 */
+	bool one_mailbox;
 };
 
 enum { PLAN_ALL, PLAN_NONE, PLAN_SOME };
@@ -97,6 +110,13 @@ void cyradm_print_failure(FILE *errf, const struct error *err,
 bool cyradm_authenticate(struct cyradm_conn *c, const struct cyradm_auth *a,
 			 FILE *errf);
 void cyradm_disconnect(struct cyradm_conn **c);
+/*
+ * Opens up to n more connections to c's server, authenticated as c was
+ * (only when c's password is known: nothing is asked, nothing printed),
+ * into c->lanes; learns c->sep. Returns how many are open.
+ */
+size_t cyradm_open_lanes(struct cyradm_conn *c, size_t n);
+void cyradm_close_lanes(struct cyradm_conn *c);
 void cyradm_auth_copy(struct cyradm_auth *dst, const struct cyradm_auth *src);
 void cyradm_auth_release(struct cyradm_auth *a);
 

@@ -8,6 +8,7 @@
 #include "compat.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -532,16 +533,93 @@ static struct {
 	bool on;
 	off_t planned;   /* input planned up to here */
 	off_t stop;      /* a line planned in part ends here: plan no further */
+	unsigned want_lanes; /* connections in all, CYRADM_LANES; 1: one */
+	bool lanes_tried;
+	bool settling;   /* lanes just opened: the main one drains first */
+	/* Lines sent on another lane than the main connection, in order:
+	 * the offset where each ends, and its lane. */
+	struct planned { off_t end; unsigned lane; } *q;
+	size_t qhead, qn, qalloc;
+	unsigned long on_lanes;   /* lines sent on other lanes, for tests */
+	off_t running;   /* the line running now ends here */
+	off_t barrier;   /* a line without a key, planned: it ends here */
 } pipe_ahead;
 
-/* Plans the commands of one line; PLAN_ALL, PLAN_NONE or PLAN_SOME. */
-static int plan_line(struct cyradm *cy, const char *line)
+/*
+ * Lanes. The server works through each connection one command at a time,
+ * so a long script is also spread over more connections to the same
+ * server as the same user (CYRADM_LANES in all, default 4; 1: only the
+ * one). A line that plans commands on one mailbox (the commands' flag
+ * one_mailbox) goes to the lane of its mailbox's key: user.NAME, or the
+ * first level of any other name, with the domain; so the commands on one
+ * mailbox hierarchy stay in order on one connection. Any other line that
+ * is planned (lm) waits until the other lanes are idle, and a line that is
+ * not planned already waits for everything before it. Lines still run one
+ * by one reading their answers: the output is unchanged.
+ */
+#define LANES_DEFAULT 4
+#define LANES_MAX 16
+
+static size_t lane_count(const struct cyradm *cy)
 {
+	return 1 + cy->conn->nlanes;
+}
+
+static struct imapclient *lane_ic(const struct cyradm *cy, unsigned lane)
+{
+	return lane ? cy->conn->lanes[lane - 1]->ic : cy->conn->ic;
+}
+
+/* Commands sent ahead and not yet answered, on every lane but one. */
+static size_t ahead_elsewhere(const struct cyradm *cy, unsigned but)
+{
+	size_t n = 0;
+	for (unsigned l = 0; l < lane_count(cy); l++)
+		if (l != but)
+			n += imapclient_ahead(lane_ic(cy, l));
+	return n;
+}
+
+/* The lane of a mailbox name's key; -1 for a name with none. */
+static int mailbox_lane(const struct cyradm *cy, const char *name)
+{
+	char sep = cy->conn->sep;
+	const char *at = strrchr(name, '@');
+	size_t len = at ? (size_t)(at - name) : strlen(name);
+	if (!len || strcspn(name, "*%") < strlen(name))
+		return -1;
+	const char *s1 = memchr(name, sep, len);
+	size_t klen = s1 ? (size_t)(s1 - name) : len;
+	if (klen == 4 && !strncmp(name, "user", 4)) {
+		if (!s1 || s1 + 1 == name + len)
+			return -1;   /* "user" itself: above every user */
+		const char *s2 = memchr(s1 + 1, sep,
+					len - (size_t)(s1 + 1 - name));
+		klen = s2 ? (size_t)(s2 - name) : len;
+	}
+	uint32_t h = 2166136261u;   /* FNV-1a of key and domain */
+	for (size_t i = 0; i < klen; i++)
+		h = (h ^ (unsigned char)name[i]) * 16777619u;
+	for (const char *d = at; d && *d; d++)
+		h = (h ^ (unsigned char)*d) * 16777619u;
+	return (int)(h % lane_count(cy));
+}
+
+/*
+ * Plans the commands of one line; PLAN_ALL, PLAN_NONE or PLAN_SOME, and
+ * into *lane the lane they went to. PLAN_NONE also for a line that must
+ * wait for the other lanes.
+ */
+static int plan_line(struct cyradm *cy, const char *line, unsigned *lane,
+		     bool *keyless_r)
+{
+	bool keyless = false;
 	struct lexer lx = { BUF_INIT, 0, BUF_INIT };
 	struct buf tok = BUF_INIT;
 	char **argv = NULL;
 	int argc = 0, alloc = 0, type, r = PLAN_NONE;
 
+	*lane = 0;
 	buf_sets(&lx.line, line);
 	while ((type = next_token(&lx, &tok)) == 0) {
 		if (argc + 2 > alloc) {
@@ -554,17 +632,75 @@ static int plan_line(struct cyradm *cy, const char *line)
 	if (type < 0) {
 		const struct repl_command *cmd = argc ? repl_find(argv[0]) :
 			NULL;
-		if (!argc)
+		if (!argc) {
 			r = PLAN_ALL;   /* an empty line sends nothing */
-		else if (cmd && cmd->plan)
-			r = cmd->plan(cy, argc, argv);
+		} else if (cmd && cmd->plan) {
+			int l = 0, k = 0;   /* one lane: all have a key */
+			if (lane_count(cy) > 1) {
+				if (pipe_ahead.settling &&
+				    !imapclient_ahead(cy->conn->ic))
+					pipe_ahead.settling = false;
+				k = cmd->one_mailbox && argc > 1 ?
+					mailbox_lane(cy, argv[1]) : -1;
+				if (k < 0)  /* no key: after all the others */
+					l = ahead_elsewhere(cy, 0) ? -1 : 0;
+				else if (k > 0 && (pipe_ahead.settling ||
+					 pipe_ahead.running <=
+					 pipe_ahead.barrier))
+					l = -1; /* not before what is on 0 */
+				else
+					l = k;
+			}
+			if (l >= 0) {
+				struct imapclient *main_ic = cy->conn->ic;
+				cy->conn->ic = lane_ic(cy, (unsigned)l);
+				r = cmd->plan(cy, argc, argv);
+				cy->conn->ic = main_ic;
+				*lane = (unsigned)l;
+				if (k < 0 && r != PLAN_NONE)
+					keyless = true;
+			}
+		}
 	}
 	free_args(&argv, &argc);
 	free(argv);
 	buf_release(&tok);
 	buf_release(&lx.line);
 	buf_release(&lx.coll);
+	*keyless_r = keyless;
 	return r;
+}
+
+/* Notes that the line ending at end went to lane (not the main one). */
+static void note_lane(off_t end, unsigned lane)
+{
+	if (!lane)
+		return;
+	pipe_ahead.on_lanes++;
+	if (pipe_ahead.qhead + pipe_ahead.qn == pipe_ahead.qalloc) {
+		memmove(pipe_ahead.q, pipe_ahead.q + pipe_ahead.qhead,
+			pipe_ahead.qn * sizeof(*pipe_ahead.q));
+		pipe_ahead.qhead = 0;
+		if (pipe_ahead.qn == pipe_ahead.qalloc) {
+			pipe_ahead.qalloc = pipe_ahead.qalloc * 2 + 64;
+			pipe_ahead.q = xrealloc(pipe_ahead.q,
+				pipe_ahead.qalloc * sizeof(*pipe_ahead.q));
+		}
+	}
+	pipe_ahead.q[pipe_ahead.qhead + pipe_ahead.qn++] =
+		(struct planned){ end, lane };
+}
+
+/* The lane the line ending at end was sent on (0: the main one). */
+static unsigned take_lane(off_t end)
+{
+	while (pipe_ahead.qn && pipe_ahead.q[pipe_ahead.qhead].end <= end) {
+		struct planned p = pipe_ahead.q[pipe_ahead.qhead++];
+		pipe_ahead.qn--;
+		if (p.end == end)
+			return p.lane;
+	}
+	return 0;
 }
 
 /*
@@ -586,52 +722,95 @@ static bool plain_keys(const char *s, size_t len)
 	return true;
 }
 
-/* Called with each line just read, before it runs. */
-static void plan_ahead(struct cyradm *cy, const char *line)
+static void cork_all(struct cyradm *cy)
 {
-	off_t here = script_in.base + (off_t)script_in.pos;
+	for (unsigned l = 0; l < lane_count(cy); l++)
+		imapclient_cork(lane_ic(cy, l));
+}
+
+static void uncork_all(struct cyradm *cy)
+{
+	for (unsigned l = 0; l < lane_count(cy); l++) {
+		struct error err = ERROR_INIT;
+		if (imapclient_uncork(lane_ic(cy, l), &err) < 0)
+			error_clear(&err);  /* run unsent, fail as without us */
+	}
+}
+
+/* Every lane alive (a lost one ends the spreading: all on the main). */
+static bool lanes_alive(struct cyradm *cy)
+{
+	for (size_t i = 0; i < cy->conn->nlanes; i++)
+		if (!imapclient_alive(cy->conn->lanes[i]->ic))
+			return false;
+	return true;
+}
+
+/* Called with each line just read (it ends at here), before it runs. */
+static void plan_ahead(struct cyradm *cy, const char *line, off_t here)
+{
+	unsigned lane;
+	bool keyless;
+	pipe_ahead.running = here;
 	if (!cy->conn || !imapclient_alive(cy->conn->ic))
 		return;
+	if (cy->conn->nlanes && !lanes_alive(cy) &&
+	    !ahead_elsewhere(cy, 0))
+		cyradm_close_lanes(cy->conn);
 	if (pipe_ahead.planned < here) {
 		/* Not sent ahead: send it now, then what follows. */
-		int r = plan_line(cy, line);
+		int r = plan_line(cy, line, &lane, &keyless);
 		if (r == PLAN_NONE)
 			return;
 		pipe_ahead.planned = here;
+		note_lane(here, lane);
+		if (keyless)
+			pipe_ahead.barrier = here;
 		if (r == PLAN_SOME)
 			pipe_ahead.stop = here;
 	}
 	if (pipe_ahead.stop >= here)
 		return;
 	/*
-	 * Refill only a window half empty, in one write: the server still
-	 * has plenty queued, and a send per command would cost us more
-	 * than the rest of the command's work.
+	 * Refill only windows half empty, in one write each: the server
+	 * still has plenty queued, and a send per command would cost us
+	 * more than the rest of the command's work.
 	 */
 	struct imapclient *ic = cy->conn->ic;
-	if (imapclient_ahead(ic) > IMAPCLIENT_AHEAD_MAX / 2)
+	if (ahead_elsewhere(cy, UINT_MAX) >
+	    lane_count(cy) * IMAPCLIENT_AHEAD_MAX / 2)
 		return;
-	imapclient_cork(ic);
-	while (imapclient_ahead(ic) < IMAPCLIENT_AHEAD_MAX) {
+	/* A long script (the main window full): open the other lanes. */
+	if (!pipe_ahead.lanes_tried && pipe_ahead.want_lanes > 1 &&
+	    imapclient_ahead(ic) >= IMAPCLIENT_AHEAD_MAX / 2 &&
+	    lanes_alive(cy)) {
+		pipe_ahead.lanes_tried = true;
+		size_t got = cyradm_open_lanes(cy->conn, pipe_ahead.want_lanes - 1);
+		if (got)
+			pipe_ahead.settling = true;
+	}
+	cork_all(cy);
+	for (;;) {
 		const char *s;
 		size_t len;
 		if (!script_peek_line(pipe_ahead.planned, &s, &len) ||
 		    !plain_keys(s, len))
 			break;
 		char *next = xstrndup(s, len);
-		int r = plan_line(cy, next);
+		int r = plan_line(cy, next, &lane, &keyless);
 		free(next);
 		if (r == PLAN_NONE)
 			break;
 		pipe_ahead.planned += (off_t)len + 1;
+		note_lane(pipe_ahead.planned, lane);
+		if (keyless)
+			pipe_ahead.barrier = pipe_ahead.planned;
 		if (r == PLAN_SOME) {
 			pipe_ahead.stop = pipe_ahead.planned;
 			break;
 		}
 	}
-	struct error err = ERROR_INIT;
-	if (imapclient_uncork(ic, &err) < 0)
-		error_clear(&err);  /* they run unsent, and fail as without us */
+	uncork_all(cy);
 }
 
 static struct cyradm *completion_cy;
@@ -806,6 +985,13 @@ void repl_run(struct cyradm *cy, FILE *in)
 			atexit(repl_sync_input);
 		}
 		pipe_ahead.on = in == stdin && !getenv("CYRADM_NO_PIPELINE");
+		const char *nl = getenv("CYRADM_LANES");
+		pipe_ahead.want_lanes = nl && *nl ? (unsigned)atoi(nl) :
+			LANES_DEFAULT;
+		if (pipe_ahead.want_lanes < 1)
+			pipe_ahead.want_lanes = 1;
+		if (pipe_ahead.want_lanes > LANES_MAX)
+			pipe_ahead.want_lanes = LANES_MAX;
 	}
 	for (;;) {
 		char *prompt = current_prompt(cy);
@@ -815,10 +1001,29 @@ void repl_run(struct cyradm *cy, FILE *in)
 			break;
 		if (cy->interactive && in == stdin && *line)
 			add_history(line);
-		if (pipe_ahead.on)
-			plan_ahead(cy, line);
+		/* A line sent on another lane runs there. */
+		struct cyradm_conn *conn = cy->conn;
+		struct imapclient *main_ic = NULL;
+		if (pipe_ahead.on) {
+			off_t here = script_in.base + (off_t)script_in.pos;
+			plan_ahead(cy, line, here);
+			unsigned lane = take_lane(here);
+			if (lane && conn && lane <= conn->nlanes) {
+				main_ic = conn->ic;
+				conn->ic = conn->lanes[lane - 1]->ic;
+			}
+		}
 		repl_exec_line(cy, line);
+		if (main_ic)
+			conn->ic = main_ic;  /* such a line keeps its conn */
 		free(line);
 		fflush(stdout);
+	}
+	/* For the tests: how many lines went on other connections. */
+	const char *report = getenv("CYRADM_LANES_REPORT");
+	FILE *rf = report && *report ? fopen(report, "w") : NULL;
+	if (rf) {
+		fprintf(rf, "%lu\n", pipe_ahead.on_lanes);
+		fclose(rf);
 	}
 }

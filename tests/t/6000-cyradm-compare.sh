@@ -355,6 +355,43 @@ test_expect_success 'permission denied: a user who is not an admin' '
 	EOF
 '
 
+# A long script: ours spreads it over more connections (lanes) once the
+# pipelining window fills; the output must not change. Keyed lines (cm,
+# sam, lq, lqr, sub, dam, dm) interleave with lm, a lam and errors.
+long_script()
+{
+	awk -v q="'" 'BEGIN {
+		for (i = 0; i < 60; i++) {
+			u = sprintf("user.ln%03d", i)
+			print "cm " u; print "sam " u " cyrus x"; print "cm " u ".Sub"
+			print "sam " u ".Sub bob lrs"; print "sub " u ".Sub"
+			print "lq " u; print "lqr " u ".Sub"
+			print "dam " u ".Sub bob"
+			if (i % 20 == 10) print "lm user.ln01%"
+			if (i == 30) print "lam user.ln005"
+		}
+		print "cm user.ln007"; print "dm user.nosuch"
+		print "lqr user.ln005.Sub"; print "lam user.ln003.Sub"
+		for (i = 0; i < 60; i++) print "dm user.ln" sprintf("%03d", i)
+		print "lm user.ln*"
+	}'
+}
+
+test_expect_success 'a long script over several connections: same output' '
+	long_script >script.long &&
+	test $(wc -l <script.long) -gt 450 &&
+	CYRADM_LANES=4 compare long $(admin) <script.long &&
+	grep -q "^localhost> dm user.ln059$" long.out.c &&
+	reset_store &&
+	CYRADM_LANES=4 CYRADM_LANES_REPORT=$PWD/lanes.n \
+		"$TOP/bin/cyradm" $(admin) <script.long >/dev/null 2>&1 &&
+	test $(cat lanes.n) -gt 100 &&
+	reset_store &&
+	CYRADM_LANES=1 CYRADM_LANES_REPORT=$PWD/lanes.1 \
+		"$TOP/bin/cyradm" $(admin) <script.long >/dev/null 2>&1 &&
+	test $(cat lanes.1) = 0
+'
+
 test_expect_success 'password from the first line of stdin' '
 	printf "%s\nlm\n" "$CYR_PASS" |
 		compare stdinpw --user cyrus --port "$CYR_PORT" localhost
