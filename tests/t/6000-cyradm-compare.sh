@@ -16,8 +16,11 @@ real_cyrus_available || test_skip_all "Debian's cyrus-imapd is not installed"
 [ -x /usr/bin/cyradm ] || test_skip_all "Debian's cyrus-admin is not installed"
 [ -x "$TOP/bin/cyradm" ] || test_skip_all 'bin/cyradm is not built'
 
+# Every mechanism that works against sasldb: with no --auth both pick
+# the strongest the server offers (SCRAM-SHA-256).
 CYR_EXTRA_CONF='delete_mode: immediate
-expunge_mode: immediate'
+expunge_mode: immediate
+sasl_mech_list: PLAIN LOGIN SCRAM-SHA-1 SCRAM-SHA-256 DIGEST-MD5 CRAM-MD5'
 instance_start || test_skip_all 'cannot start a private Cyrus'
 instance_add_sasl_user bob bobpw
 
@@ -297,6 +300,14 @@ test_expect_success 'authentication: mechanisms, authz, a non-admin user' '
 		--port "$CYR_PORT" localhost &&
 	echo lm | compare login --user cyrus -w "$CYR_PASS" --auth login \
 		--port "$CYR_PORT" localhost &&
+	for m in SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5 CRAM-MD5; do
+		echo lm | compare "$m" --user cyrus -w "$CYR_PASS" --auth "$m" \
+			--port "$CYR_PORT" localhost &&
+		echo lm | compare "$m-wrong" --user cyrus -w wrong --auth "$m" \
+			--port "$CYR_PORT" localhost || return 1
+	done &&
+	grep -qx "exit 0" SCRAM-SHA-256.err.c &&
+	! grep -qx "exit 0" SCRAM-SHA-256-wrong.err.c &&
 	echo lm | compare authz --user cyrus --authz bob -w "$CYR_PASS" \
 		--port "$CYR_PORT" localhost &&
 	printf "cm user.x\nlm\n" | compare bob --user bob -w bobpw \
