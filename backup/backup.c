@@ -6,6 +6,7 @@
 #include "backup.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <sys/stat.h>
@@ -101,8 +102,9 @@ int backupcmd_parse_time(const char *s, time_t *t_r)
 
 /* ---- create ---- */
 
+/* A file record of the current mailbox in the previous snapshot. */
 struct prev_file {
-	char *key;  /* "MAILBOX\tFILE" */
+	char *name; /* "cyrus.index" */
 	char *stat;
 	char sha1[BACKUP_SHA1_HEX];
 	uint64_t size;
@@ -135,6 +137,9 @@ struct create {
 	struct mboxlist *ml;
 	struct backup_manifest_writer w;
 	bool full, dry, progress;
+	/* The newest snapshot, read alongside (both in mailbox order), and
+	 * the file records of the current mailbox there. */
+	struct backup_manifest_side prevside;
 	struct prev_file *prev;
 	size_t nprev;
 	char **names;
@@ -146,10 +151,21 @@ struct create {
 	uint64_t nmailboxes, nmessages, bytes, newmsgs;
 	enum error_kind worst;
 	unsigned nerrors;
+	/* The archive cannot be written (full, read-only): the run stops
+	 * and writes no snapshot, rather than one with holes. */
+	bool stop;
+	struct error stop_err;
 };
 
 static void fail(struct create *c, const struct error *err)
 {
+	int e = err->errnum;
+	if (e == ENOSPC || e == EDQUOT || e == EFBIG || e == EROFS) {
+		if (!c->stop)
+			c->stop_err = *err;
+		c->stop = true;
+		return;
+	}
 	log_error("%s", err->msg);
 	c->worst = c->nerrors++ ? error_worst(c->worst, err->kind)
 				: err->kind;
@@ -186,82 +202,81 @@ static void free_list(char **list, size_t n)
 	free(list);
 }
 
-static int cmp_prev(const void *a, const void *b)
+/* The newest snapshot, to be read alongside: unchanged files are not
+ * read again. A damaged manifest only costs speed. */
+static void open_prev(struct create *c)
 {
-	return strcmp(((const struct prev_file *)a)->key,
-		      ((const struct prev_file *)b)->key);
-}
-
-/* The stat records of the newest snapshot: unchanged files are not read
- * again. A damaged manifest only costs speed. */
-static void load_prev(struct create *c)
-{
-	char **ids;
-	size_t n;
+	char **ids = NULL;
+	size_t n = 0;
 	struct error err = ERROR_INIT;
-	struct backup_manifest m;
-	if (backup_snapshot_ids(c->ar, &ids, &n, &err) < 0 || !n) {
-		if (n == 0 && ids == NULL)
-			return;
+	if (c->full || backup_snapshot_ids(c->ar, &ids, &n, &err) < 0 || !n) {
 		backup_ids_free(ids, n);
 		return;
 	}
 	char *path = backup_manifest_path(c->ar, ids[n - 1]);
 	backup_ids_free(ids, n);
-	if (backup_manifest_load(path, &m, &err) < 0) {
+	if (backup_side_open(&c->prevside, path, &err) < 0)
 		log_info("not using the previous snapshot: %s", err.msg);
-		free(path);
-		return;
-	}
 	free(path);
-	const char *mbox = NULL;
-	for (size_t i = 0; i < m.nrecs; i++) {
-		const struct backup_rec *r = &m.recs[i];
-		if (backup_rec_is(&m, r, "mailbox"))
-			mbox = backup_rec_field(&m, r, 1);
-		if (!mbox || !backup_rec_is(&m, r, "file") || r->n < 5 ||
-		    !backup_sha1_valid(backup_rec_field(&m, r, 2)))
+}
+
+static void prev_clear(struct create *c)
+{
+	for (size_t i = 0; i < c->nprev; i++) {
+		free(c->prev[i].name);
+		free(c->prev[i].stat);
+		free(c->prev[i].parts);
+	}
+	free(c->prev);
+	c->prev = NULL;
+	c->nprev = 0;
+}
+
+/* The file records of mailbox mbox in the previous snapshot. */
+static void prev_enter(struct create *c, const char *mbox)
+{
+	struct backup_manifest_reader *rd = &c->prevside.rd;
+	struct prev_file *p = NULL;
+	prev_clear(c);
+	if (!c->prevside.ok || !backup_side_seek(&c->prevside, mbox))
+		return;
+	while (backup_side_next(&c->prevside)) {
+		if (backup_manifest_is(rd, "msg"))
+			break; /* the files come first */
+		if (backup_manifest_is(rd, "part") && p) {
+			size_t n = p->nparts + 1;
+			p->parts = xrealloc(p->parts, n * sizeof(*p->parts));
+			struct backup_part *bp = &p->parts[p->nparts++];
+			bp->offset = backup_manifest_num(rd, 1);
+			snprintf(bp->sha1, sizeof(bp->sha1), "%s",
+				 backup_manifest_field(rd, 2));
+			bp->size = backup_manifest_num(rd, 3);
 			continue;
-		c->prev = xrealloc(c->prev,
-				   (c->nprev + 1) * sizeof(*c->prev));
-		struct prev_file *p = &c->prev[c->nprev++];
-		p->key = xasprintf("%s\t%s", mbox, backup_rec_field(&m, r, 1));
-		p->stat = xstrdup(backup_rec_field(&m, r, 4));
+		}
+		p = NULL;
+		if (!backup_manifest_is(rd, "file") ||
+		    backup_manifest_nfields(rd) < 5 ||
+		    !backup_sha1_valid(backup_manifest_field(rd, 2)))
+			continue;
+		c->prev = xrealloc(c->prev, (c->nprev + 1) * sizeof(*c->prev));
+		p = &c->prev[c->nprev++];
+		p->name = xstrdup(backup_manifest_field(rd, 1));
+		p->stat = xstrdup(backup_manifest_field(rd, 4));
 		snprintf(p->sha1, sizeof(p->sha1), "%s",
-			 backup_rec_field(&m, r, 2));
-		p->size = strtoull(backup_rec_field(&m, r, 3), NULL, 10);
+			 backup_manifest_field(rd, 2));
+		p->size = backup_manifest_num(rd, 3);
 		p->parts = NULL;
 		p->nparts = 0;
-		while (i + 1 < m.nrecs && backup_rec_is(&m, &m.recs[i + 1],
-							 "part")) {
-			const struct backup_rec *pr = &m.recs[++i];
-			p->parts = xrealloc(p->parts, (p->nparts + 1) *
-							      sizeof(*p->parts));
-			struct backup_part *bp = &p->parts[p->nparts++];
-			bp->offset = strtoull(backup_rec_field(&m, pr, 1),
-					      NULL, 10);
-			snprintf(bp->sha1, sizeof(bp->sha1), "%s",
-				 backup_rec_field(&m, pr, 2));
-			bp->size = strtoull(backup_rec_field(&m, pr, 3), NULL,
-					    10);
-		}
 	}
-	backup_manifest_release(&m);
-	if (c->nprev)
-		qsort(c->prev, c->nprev, sizeof(*c->prev), cmp_prev);
 }
 
 static const struct prev_file *find_prev(const struct create *c,
-					 const char *mbox, const char *file)
+					 const char *file)
 {
-	struct prev_file key;
-	key.key = xasprintf("%s\t%s", mbox, file);
-	const struct prev_file *p =
-		c->nprev ? bsearch(&key, c->prev, c->nprev, sizeof(*c->prev),
-				   cmp_prev)
-			 : NULL;
-	free(key.key);
-	return p;
+	for (size_t i = 0; i < c->nprev; i++)
+		if (!strcmp(c->prev[i].name, file))
+			return &c->prev[i];
+	return NULL;
 }
 
 static void stat_key(const struct stat *st, char out[96])
@@ -315,7 +330,7 @@ static int copy_file(const char *src, const char *dst, struct error *err)
  * Under the mailbox lock: note the file's identity, and unless it is the
  * one the last snapshot stored, copy it aside (dry: remember the path).
  */
-static int grab_meta(struct create *c, const char *mbox, const char *path,
+static int grab_meta(struct create *c, const char *path,
 		     struct metafile *mf, struct error *err)
 {
 	struct stat st;
@@ -326,8 +341,7 @@ static int grab_meta(struct create *c, const char *mbox, const char *path,
 	}
 	mf->present = true;
 	stat_key(&st, mf->stat);
-	const struct prev_file *p = c->full ? NULL
-					    : find_prev(c, mbox, mf->name);
+	const struct prev_file *p = c->full ? NULL : find_prev(c, mf->name);
 	if (p && !strcmp(p->stat, mf->stat) &&
 	    (p->nparts ? backup_object_exists(c->ar, BACKUP_FILES,
 					      p->parts[0].sha1)
@@ -387,7 +401,8 @@ static void note_user(struct create *c, const char *intname)
 	buf_release(&u);
 }
 
-enum { META_HEADER, META_INDEX, META_CACHE, META_ANNOT, META_N };
+enum { META_HEADER, META_INDEX, META_CACHE, META_ANNOT, META_ARCHCACHE,
+       META_N };
 
 /*
  * One attempt at one mailbox. Returns 0 done, 1 to try again (a message
@@ -400,7 +415,8 @@ static int mailbox_attempt(struct create *c, const struct mboxlist_entry *e,
 	struct mailbox *mb = NULL;
 	struct mailbox_index idx = { 0 };
 	unsigned char *ibytes = NULL;
-	struct buf hbytes = BUF_INIT, apath = BUF_INIT, mpath = BUF_INIT;
+	struct buf hbytes = BUF_INIT, apath = BUF_INIT, mpath = BUF_INIT,
+		   acpath = BUF_INIT;
 	struct msgrec *msgs = NULL;
 	size_t nmsgs = 0;
 	char *data_path = NULL, *archive_path = NULL;
@@ -459,14 +475,22 @@ static int mailbox_attempt(struct create *c, const struct mboxlist_entry *e,
 		add_unique(&c->qroots, &c->nqroots, h.quotaroot);
 	mailbox_header_release(&h);
 	error_clear(err);
-	if (grab_meta(c, e->name, mb->cache_path, &mf[META_CACHE], err) < 0)
+	if (grab_meta(c, mb->cache_path, &mf[META_CACHE], err) < 0)
 		goto out;
 	const char *uid_for_path =
 		(e->mbtype & MBTYPE_LEGACY_DIRS) ? NULL : e->uniqueid;
 	if (mboxpath_meta(c->cfg, &c->ml->ns, e->partition, e->name,
 			  uid_for_path, MBOXPATH_ANNOTATIONS, false, &apath,
 			  err) < 0 ||
-	    grab_meta(c, e->name, apath.s, &mf[META_ANNOT], err) < 0)
+	    grab_meta(c, apath.s, &mf[META_ANNOT], err) < 0)
+		goto out;
+	/* With an archive partition, the cache records of the archived
+	 * messages are in a cyrus.cache of their own there. */
+	if (mboxpath_meta(c->cfg, &c->ml->ns, e->partition, e->name,
+			  uid_for_path, MBOXPATH_ARCHIVECACHE, false, &acpath,
+			  err) < 0 ||
+	    (strcmp(acpath.s, mb->cache_path) &&
+	     grab_meta(c, acpath.s, &mf[META_ARCHCACHE], err) < 0))
 		goto out;
 	mailbox_close(&mb);
 
@@ -493,7 +517,8 @@ static int mailbox_attempt(struct create *c, const struct mboxlist_entry *e,
 		goto out;
 	mf[META_HEADER].size = hbytes.len;
 	if (store_meta(c, &mf[META_CACHE], err) < 0 ||
-	    store_meta(c, &mf[META_ANNOT], err) < 0)
+	    store_meta(c, &mf[META_ANNOT], err) < 0 ||
+	    store_meta(c, &mf[META_ARCHCACHE], err) < 0)
 		goto out;
 
 	msgs = xcalloc(idx.nrecs ? idx.nrecs : 1, sizeof(*msgs));
@@ -563,6 +588,7 @@ out:
 	mailbox_index_release(&idx);
 	buf_release(&hbytes);
 	buf_release(&apath);
+	buf_release(&acpath);
 	buf_release(&mpath);
 	return r;
 }
@@ -576,6 +602,7 @@ static void backup_mailbox(struct create *c, const char *name)
 	struct metafile mf[META_N];
 	int r = -1;
 
+	prev_enter(c, name);
 	for (int attempt = 0; attempt < 5; attempt++) {
 		mboxlist_entry_free(&e);
 		if (mboxlist_lookup(c->ml, name, false, &e, NULL, &err) < 0) {
@@ -597,6 +624,7 @@ static void backup_mailbox(struct create *c, const char *name)
 		mf[META_INDEX].name = "cyrus.index";
 		mf[META_CACHE].name = "cyrus.cache";
 		mf[META_ANNOT].name = "cyrus.annotations";
+		mf[META_ARCHCACHE].name = "archive/cyrus.cache";
 		r = mailbox_attempt(c, e, mf, &msgs, &nmsgs, &err);
 		if (r != 1)
 			break;
@@ -726,7 +754,10 @@ static void backup_users(struct create *c)
 		struct mboxname mbn;
 		mboxname_init(&mbn);
 		mboxname_from_userid(&c->ml->ns, &mbn, u);
-		static const char *const kinds[] = { "seen", "sub" };
+		/* counters: the user's modseq and uidvalidity high-water
+		 * marks (with conversations on); copied under its lock. */
+		static const char *const kinds[] = { "seen", "sub",
+						     "counters" };
 		for (size_t k = 0; k < ARRAY_SIZE(kinds); k++) {
 			buf_reset(&p);
 			if (mboxlist_user_path(c->ml, &mbn, kinds[k], &p,
@@ -867,8 +898,9 @@ int cmd_backup_create(int argc, char **argv, struct cyrus_ctx *ctx)
 		rc = error_exitcode(err.kind);
 		goto out;
 	}
+	c.prevside.ok = false;
 	if (c.ar->dir_fd >= 0)
-		load_prev(&c);
+		open_prev(&c);
 
 	time_t now = time(NULL);
 	char *id = backup_snapshot_newid(c.ar, now);
@@ -915,6 +947,8 @@ int cmd_backup_create(int argc, char **argv, struct cyrus_ctx *ctx)
 				ctx->progname, done, todo);
 		backup_mailbox(&c, c.names[i]);
 		done++;
+		if (c.stop)
+			break;
 	}
 	if (c.progress)
 		fprintf(stderr, "\r\033[K");
@@ -923,8 +957,15 @@ int cmd_backup_create(int argc, char **argv, struct cyrus_ctx *ctx)
 			  argv[0]);
 		goto fatal;
 	}
-	backup_users(&c);
-	backup_quotas(&c);
+	if (!c.stop)
+		backup_users(&c);
+	if (!c.stop)
+		backup_quotas(&c);
+	if (c.stop) {
+		error_set(&err, c.stop_err.kind, "%s; no snapshot written",
+			  c.stop_err.msg);
+		goto fatal;
+	}
 
 	if (backup_archive_sync(c.ar, &err) < 0)
 		goto fatal;
@@ -975,12 +1016,8 @@ out2:
 out:
 	mboxlist_close(&c.ml);
 	backup_archive_close(&c.ar);
-	for (size_t i = 0; i < c.nprev; i++) {
-		free(c.prev[i].key);
-		free(c.prev[i].stat);
-		free(c.prev[i].parts);
-	}
-	free(c.prev);
+	prev_clear(&c);
+	backup_side_close(&c.prevside);
 	free_list(c.names, c.nnames);
 	free_list(c.users, c.nusers);
 	free_list(c.qroots, c.nqroots);

@@ -26,7 +26,7 @@ int cmd_backup_list(int argc, char **argv, struct cyrus_ctx *ctx)
 	bool json = false;
 	int ch, rc = 0;
 	char **ids = NULL;
-	size_t n = 0;
+	size_t n = 0, shown = 0;
 
 	while ((ch = getopt_long(argc, argv, "C:j", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -54,31 +54,38 @@ int cmd_backup_list(int argc, char **argv, struct cyrus_ctx *ctx)
 	else
 		printf("[");
 	for (size_t i = 0; i < n; i++) {
-		struct backup_manifest m;
+		struct backup_manifest_reader rd;
 		char *path = backup_manifest_path(ar, ids[i]);
 		struct stat st;
 		uint64_t msize = stat(path, &st) == 0 ? (uint64_t)st.st_size
 						      : 0;
-		if (backup_manifest_load(path, &m, &err) < 0) {
-			log_error("%s", err.msg);
-			rc = EX_DATAERR;
-			free(path);
-			continue;
-		}
-		free(path);
-		const struct backup_rec *t = backup_manifest_find(&m, "time");
-		const struct backup_rec *s = backup_manifest_find(&m, "stats");
-		bool incomplete = backup_manifest_find(&m, "incomplete");
-		time_t when = t ? (time_t)strtoll(backup_rec_field(&m, t, 1),
-						  NULL, 10)
-				: 0;
+		time_t when = 0;
+		bool incomplete = false;
 		unsigned long long mb = 0, msgs = 0, bytes = 0, nw = 0;
-		if (s) {
-			mb = strtoull(backup_rec_field(&m, s, 2), NULL, 10);
-			msgs = strtoull(backup_rec_field(&m, s, 4), NULL, 10);
-			bytes = strtoull(backup_rec_field(&m, s, 6), NULL, 10);
-			nw = strtoull(backup_rec_field(&m, s, 8), NULL, 10) +
-			     msize;
+		/* One record at a time: "stats" is near the end. */
+		int r = backup_manifest_open(path, &rd, &err);
+		free(path);
+		while (r == 0 && (r = backup_manifest_next(&rd, &err)) > 0) {
+			if (backup_manifest_is(&rd, "time")) {
+				when = (time_t)strtoll(
+					backup_manifest_field(&rd, 1), NULL,
+					10);
+			} else if (backup_manifest_is(&rd, "incomplete")) {
+				incomplete = true;
+			} else if (backup_manifest_is(&rd, "stats")) {
+				mb = backup_manifest_num(&rd, 2);
+				msgs = backup_manifest_num(&rd, 4);
+				bytes = backup_manifest_num(&rd, 6);
+				nw = backup_manifest_num(&rd, 8) + msize;
+			}
+			r = 0;
+		}
+		backup_manifest_close(&rd);
+		if (r < 0) {
+			log_error("%s", err.msg);
+			error_clear(&err);
+			rc = EX_DATAERR;
+			continue;
 		}
 		char tb[32];
 		backupcmd_fmt_time(when, tb);
@@ -87,16 +94,16 @@ int cmd_backup_list(int argc, char **argv, struct cyrus_ctx *ctx)
 			       "\"mailboxes\": %llu, \"messages\": %llu, "
 			       "\"bytes\": %llu, \"new_bytes\": %llu, "
 			       "\"complete\": %s}",
-			       i ? "," : "", ids[i], (long long)when, mb,
+			       shown ? "," : "", ids[i], (long long)when, mb,
 			       msgs, bytes, nw, incomplete ? "false" : "true");
 		else
 			printf("%-20s %-19s %9llu %9llu %14llu %14llu%s\n",
 			       ids[i], tb, mb, msgs, bytes, nw,
 			       incomplete ? " incomplete" : "");
-		backup_manifest_release(&m);
+		shown++;
 	}
 	if (json)
-		printf("%s]\n", n ? "\n" : "");
+		printf("%s]\n", shown ? "\n" : "");
 	backup_ids_free(ids, n);
 	backup_archive_close(&ar);
 	return rc;

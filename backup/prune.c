@@ -1,9 +1,13 @@
 /*
  * prune.c: `cyrus backup prune`: drops old snapshots, then the objects no
- * remaining snapshot names. Crash-safe by order: the manifests go first
- * (and are synced), the sweep after; a sweep cut short is finished by the
- * next prune, and an object is never removed while a kept manifest names
- * it.
+ * remaining snapshot names. Crash-safe by order: the kept manifests are
+ * read first (one that cannot be read stops prune before anything
+ * changes), then the dropped ones go (and are synced), the sweep after; a
+ * sweep cut short is finished by the next prune, and an object is never
+ * removed while a kept manifest names it. Packs: one whose messages are all unused goes; one whose unused
+ * messages pass --max-unused percent of its bytes is rewritten without
+ * them (lib/backup_archive.c: backup_packs_prune). Below that they stay
+ * until more of the pack is unused: rewriting a pack copies all of it.
  */
 #include "compat.h"
 #include "backup.h"
@@ -61,7 +65,10 @@ static time_t snapshot_time(struct backup_archive *ar, const char *id)
 	return t;
 }
 
-/* Removes the objects of one kind that set does not hold. */
+/* Unused bytes a pack may keep before it is rewritten (percent). */
+#define MAX_UNUSED_DEFAULT 5
+
+/* Removes the loose objects of one kind that set does not hold. */
 static int sweep(struct backup_archive *ar, const char *kind,
 		 const struct backup_shaset *keep, bool dry,
 		 unsigned long *n_r, unsigned long long *bytes_r)
@@ -156,6 +163,7 @@ int cmd_backup_prune(int argc, char **argv, struct cyrus_ctx *ctx)
 		{ "keep", required_argument, NULL, 'k' },
 		{ "keep-days", required_argument, NULL, 'd' },
 		{ "dry-run", no_argument, NULL, 'n' },
+		{ "max-unused", required_argument, NULL, 'u' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -163,14 +171,14 @@ int cmd_backup_prune(int argc, char **argv, struct cyrus_ctx *ctx)
 	struct error err = ERROR_INIT;
 	struct backup_shaset msgs = { 0 }, files = { 0 };
 	const char *dir = BACKUP_DEFAULT_DIR;
-	long keep = -1, days = -1;
+	long keep = -1, days = -1, max_unused = MAX_UNUSED_DEFAULT;
 	bool dry = false;
 	int ch, rc = 0, verbose = 0;
 	char **ids = NULL;
 	size_t n = 0;
 	char *end;
 
-	while ((ch = getopt_long(argc, argv, "C:k:d:nv", longopts, NULL)) !=
+	while ((ch = getopt_long(argc, argv, "C:k:d:nu:v", longopts, NULL)) !=
 	       -1) {
 		switch (ch) {
 		case 'C': break;
@@ -187,6 +195,14 @@ int cmd_backup_prune(int argc, char **argv, struct cyrus_ctx *ctx)
 			if (*end || days < 0) {
 				log_error("--keep-days wants a number of "
 					  "days, not '%s'", optarg);
+				return EX_USAGE;
+			}
+			break;
+		case 'u':
+			max_unused = strtol(optarg, &end, 10);
+			if (*end || max_unused < 0 || max_unused > 100) {
+				log_error("--max-unused wants a percentage "
+					  "(0 to 100), not '%s'", optarg);
 				return EX_USAGE;
 			}
 			break;
@@ -209,7 +225,6 @@ int cmd_backup_prune(int argc, char **argv, struct cyrus_ctx *ctx)
 		backup_archive_close(&ar);
 		return error_exitcode(err.kind);
 	}
-	remove_dead_runs(ar, dry);
 	/* Newest first: ids are sorted oldest first. */
 	time_t now = time(NULL);
 	bool *drop = xcalloc(n ? n : 1, sizeof(bool));
@@ -224,7 +239,20 @@ int cmd_backup_prune(int argc, char **argv, struct cyrus_ctx *ctx)
 		drop[j] = !k;
 		kept += k;
 	}
-	/* 1. The manifests of the dropped snapshots. */
+	/* 1. What the kept ones need, read before anything is dropped: an
+	 * unreadable kept manifest stops prune (its objects must not go,
+	 * and the snapshots it would replace stay too). */
+	for (size_t j = 0; j < n; j++) {
+		if (drop[j])
+			continue;
+		if (collect(ar, ids[j], &msgs, &files, &err) < 0) {
+			log_error("not pruning anything: %s", err.msg);
+			rc = error_exitcode(err.kind);
+			goto out;
+		}
+	}
+	remove_dead_runs(ar, dry);
+	/* 2. The manifests of the dropped snapshots. */
 	for (size_t j = 0; j < n; j++) {
 		if (!drop[j])
 			continue;
@@ -246,27 +274,34 @@ int cmd_backup_prune(int argc, char **argv, struct cyrus_ctx *ctx)
 	}
 	if (rc)
 		goto out;
-	/* 2. What the kept ones need; an unreadable kept manifest stops the
-	 * sweep (its objects must not go). */
-	for (size_t j = 0; j < n; j++) {
-		if (drop[j])
-			continue;
-		if (collect(ar, ids[j], &msgs, &files, &err) < 0) {
-			log_error("not removing any object: %s", err.msg);
-			rc = error_exitcode(err.kind);
-			goto out;
-		}
-	}
-	/* 3. The sweep. */
+	/* 3. The sweep: packs, then loose objects (messages only in a
+	 * format 1 archive). */
 	unsigned long nobj = 0;
 	unsigned long long bytes = 0;
+	struct backup_prune_stats ps;
+	if (backup_packs_prune(ar, &msgs, (unsigned)max_unused, dry, &ps,
+			       &err) < 0) {
+		log_error("%s", err.msg);
+		rc = error_exitcode(err.kind);
+	}
+	nobj += ps.objects;
+	bytes += ps.bytes;
+	for (size_t i = 0; ps.skipped && i < backup_pack_count(ar); i++)
+		if (backup_pack_check(ar, i, false, &err) < 0)
+			log_warn("left alone: %s", err.msg);
 	if (sweep(ar, "messages", &msgs, dry, &nobj, &bytes) < 0 ||
 	    sweep(ar, "files", &files, dry, &nobj, &bytes) < 0)
-		rc = EX_IOERR;
-	if (dry)
+		rc = rc ? rc : EX_IOERR;
+	if (dry) {
 		printf("would remove %lu objects (%llu bytes)\n", nobj, bytes);
-	else
-		log_info("removed %lu objects (%llu bytes)", nobj, bytes);
+		if (ps.removed || ps.rewritten)
+			printf("would remove %lu packs and rewrite %lu\n",
+			       ps.removed, ps.rewritten);
+	} else {
+		log_info("removed %lu objects (%llu bytes); packs: %lu "
+			 "removed, %lu rewritten", nobj, bytes, ps.removed,
+			 ps.rewritten);
+	}
 	if (!dry && nobj)
 		log_notice("prune: removed %lu objects (%llu bytes)", nobj,
 			   bytes);

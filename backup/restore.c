@@ -1,20 +1,38 @@
 /*
- * restore.c: `cyrus backup restore`: puts mailboxes of a snapshot back
- * into a stopped store, under their own name or a new one.
+ * restore.c: `cyrus backup restore`: puts mailboxes of a snapshot back,
+ * under their own name or a new one, into a stopped store or beside a
+ * running server.
+ *
+ * The manifest is read a record at a time, twice: a first pass notes the
+ * mailboxes wanted (and the small records they need: quota roots, the
+ * users' files, the server databases), a second restores each mailbox
+ * as its records come. Memory does not grow with the number of messages.
  *
  * Per mailbox, in this order (a failure undoes what this mailbox wrote):
- *   1. the files: message files, cyrus.cache, cyrus.annotations, then
- *      cyrus.index and cyrus.header, each written beside its target and
- *      renamed; under a new name (or a new uniqueid) cyrus.header gets
- *      the new name, uniqueid and quota root, and cyrus.index the new
- *      header CRC: nothing else changes (UIDs, flags, internaldates,
- *      uidvalidity, modseqs are the snapshot's);
- *   2. syncfs, so that the files are on disk before anything names them;
- *   3. the mailboxes.db entry (N and I records, one transaction);
- *   4. its usage added to its quota root (lib/quota.h, under the quota
- *      database lock; a root the store lacks comes back from the
- *      snapshot with its limits and no usage first). --force first takes
- *      the replaced mailbox's usage off its root.
+ *   1. the message files, cyrus.cache and cyrus.annotations, each
+ *      written beside its target and renamed, into directories that no
+ *      mailboxes.db entry names yet (a fresh uniqueid's, or a free name's:
+ *      those are locked first, see below);
+ *   2. under Cyrus's locks, in Cyrus's order -- "$QUOTACHANGE" (as quota
+ *      -f and SETQUOTA take it, so no quota scan or root change runs
+ *      meanwhile), the user namespace lock, the mailbox name lock, all
+ *      exclusive, as imapd's CREATE takes them -- the target is checked
+ *      to be still free, cyrus.index and cyrus.header are written (under
+ *      a new name or uniqueid cyrus.header gets the new name, uniqueid and
+ *      quota root, and cyrus.index the new header CRC: nothing else
+ *      changes), a user's seen, sub and counters databases and sieve
+ *      files when the user's INBOX comes back under its name and they are
+ *      missing, then syncfs, so that all is on disk before anything names
+ *      it;
+ *   3. the mailboxes.db entry (N and I records, one transaction under the
+ *      database's fcntl lock, which a running imapd shares);
+ *   4. its usage added to its quota root under the quota database's lock
+ *      (a root the store lacks comes back from the snapshot with its
+ *      limits and no usage first); then the locks go. Until then no imapd
+ *      can open the new mailbox (it waits for the name lock), so nothing
+ *      is counted twice or lost.
+ * --force (stopped server only) first takes the replaced mailbox's usage
+ * off its root and removes its files.
  */
 #include "compat.h"
 #include "backup.h"
@@ -22,7 +40,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +54,7 @@
 #include "dbset.h"
 #include "error.h"
 #include "fsutil.h"
+#include "lock.h"
 #include "log.h"
 #include "mailbox.h"
 #include "mboxlist.h"
@@ -46,26 +64,67 @@
 #include "quota.h"
 #include "xmalloc.h"
 
-struct block {
-	const char *name; /* in the snapshot */
-	size_t first, last; /* its records: recs[first..last) */
+/* A mailbox to restore, from the first pass. */
+struct want {
+	char *name;   /* in the snapshot */
 	char *target;
+	unsigned long nmsgs;
 };
+
+/* A small record kept from the first pass (quota, user, sieve,
+ * sievelink, db): its fields, copied. */
+#define KEPT_FIELDS 5
+struct kept {
+	char *f[KEPT_FIELDS];
+	size_t len[KEPT_FIELDS];
+};
+
+/* A file record of the current mailbox, with its parts. */
+struct fileref {
+	bool present;
+	char sha1[BACKUP_SHA1_HEX];
+	uint64_t size;
+	struct backup_part *parts;
+	size_t nparts;
+};
+
+enum { F_HEADER, F_INDEX, F_CACHE, F_ANNOT, F_ARCHCACHE, F_N };
+static const char *const fnames[F_N] = { "cyrus.header", "cyrus.index",
+					 "cyrus.cache", "cyrus.annotations",
+					 "archive/cyrus.cache" };
 
 struct restore {
 	struct cyrus_ctx *ctx;
 	struct config *cfg;
 	struct backup_archive *ar;
-	struct backup_manifest m;
+	struct backup_manifest_reader rd;
 	struct mboxlist *ml;
 	struct quotadb *qdb;
-	bool dry, force, all;
+	bool dry, force, all, live;
+	struct procscan_hit hit; /* the server, when live */
 	const char *as, *base;
-	struct block *blocks;
-	size_t nblocks;
-	/* Files written for the current mailbox (undone on failure). */
+	char *snapid;
+	bool incomplete;
+	struct want *want;
+	size_t nwant;
+	struct kept *kept;
+	size_t nkept;
+	unsigned nerr; /* non-fatal failures (users' files, databases) */
+	/* What the current mailbox made, undone if it fails: files other
+	 * than messages, directories, and the directories whose message
+	 * files are all ours. */
 	char **made;
 	size_t nmade;
+	char **dirs;
+	size_t ndirs;
+	char *msgdirs[2];
+};
+
+/* The held locks of one mailbox. */
+struct locks {
+	int quota_fd, global_fd;
+	struct mailbox_lock mb;
+	bool held;
 };
 
 static void made_add(struct restore *r, const char *path)
@@ -74,26 +133,106 @@ static void made_add(struct restore *r, const char *path)
 	r->made[r->nmade++] = xstrdup(path);
 }
 
+/* Files of a mailbox in its directories: cyrus.* and "<uid>.". */
+static bool mailbox_file(const char *n)
+{
+	if (!strncmp(n, "cyrus.", 6))
+		return true;
+	size_t l = strspn(n, "0123456789");
+	return l && n[l] == '.' && !n[l + 1];
+}
+
+static void remove_mailbox_files_in(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (!mailbox_file(de->d_name))
+			continue;
+		char *p = xasprintf("%s/%s", dir, de->d_name);
+		unlink(p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* The end of a mailbox: undo (on failure) or forget what it made. */
 static void made_clear(struct restore *r, bool undo)
 {
 	for (size_t i = r->nmade; i-- > 0;) {
-		if (undo && unlink(r->made[i]) < 0 && errno == EISDIR)
-			rmdir(r->made[i]);
+		if (undo)
+			unlink(r->made[i]);
 		free(r->made[i]);
 	}
 	r->nmade = 0;
+	for (int i = 0; i < 2; i++) {
+		if (undo && r->msgdirs[i])
+			remove_mailbox_files_in(r->msgdirs[i]);
+		free(r->msgdirs[i]);
+		r->msgdirs[i] = NULL;
+	}
+	for (size_t i = r->ndirs; i-- > 0;) {
+		if (undo)
+			rmdir(r->dirs[i]);
+		free(r->dirs[i]);
+	}
+	r->ndirs = 0;
 }
 
-static int mkdirs(struct restore *r, const char *dir, struct error *err)
+static bool dir_has_mailbox_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	bool found = false;
+	while (d && !found && (de = readdir(d)))
+		found = mailbox_file(de->d_name);
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/*
+ * Makes dir and its missing parents, noting each one made for the undo
+ * (which removes them again if empty, as Cyrus removes the empty
+ * directories above a deleted mailbox). With mbox, a dir that holds
+ * message or cyrus.* files already is refused unless --force replaced
+ * them: what the undo removes there is then ours.
+ */
+static int mkdirs(struct restore *r, const char *dir, bool mbox,
+		  struct error *err)
 {
 	struct stat st;
-	if (stat(dir, &st) == 0)
+	for (size_t i = 0; i < r->ndirs; i++)
+		if (!strcmp(r->dirs[i], dir))
+			return 0;
+	if (stat(dir, &st) == 0) {
+		if (mbox && !r->force && dir_has_mailbox_files(dir))
+			return error_set(err, ERR_CANTCREAT, "'%s' holds "
+					 "mailbox files that mailboxes.db does "
+					 "not name (move them away, or "
+					 "--force)", dir);
 		return 0;
-	if (fsutil_mkdir_parents(dir, 0755) < 0 ||
-	    (mkdir(dir, 0755) < 0 && errno != EEXIST))
-		return error_sys(err, ERR_CANTCREAT, errno,
-				 "cannot create '%s'", dir);
-	(void)r;
+	}
+	char *p = xstrdup(dir);
+	for (char *s = strchr(p + 1, '/');; s = strchr(s + 1, '/')) {
+		if (s)
+			*s = '\0';
+		if (mkdir(p, 0755) == 0) {
+			r->dirs = xrealloc(r->dirs,
+					   (r->ndirs + 1) * sizeof(char *));
+			r->dirs[r->ndirs++] = xstrdup(p);
+		} else if (errno != EEXIST) {
+			error_sys(err, ERR_CANTCREAT, errno,
+				  "cannot create '%s'", p);
+			free(p);
+			return -1;
+		}
+		if (!s)
+			break;
+		*s = '/';
+	}
+	free(p);
 	return 0;
 }
 
@@ -104,16 +243,6 @@ static char *dir_of(const char *path)
 	if (s)
 		*s = '\0';
 	return d;
-}
-
-static const char *field(const struct restore *r, size_t rec, size_t i)
-{
-	return backup_rec_field(&r->m, &r->m.recs[rec], i);
-}
-
-static bool rec_is(const struct restore *r, size_t rec, const char *type)
-{
-	return backup_rec_is(&r->m, &r->m.recs[rec], type);
 }
 
 /* A uniqueid as Debian's 3.6.1 makes them: 24 of [0-9a-z]. */
@@ -131,6 +260,80 @@ static char *new_uniqueid(void)
 	id[24] = '\0';
 	return id;
 }
+
+/* ---- the first pass ---- */
+
+static void keep(struct restore *r, const struct backup_manifest_reader *rd)
+{
+	r->kept = xrealloc(r->kept, (r->nkept + 1) * sizeof(*r->kept));
+	struct kept *k = &r->kept[r->nkept++];
+	for (size_t i = 0; i < KEPT_FIELDS; i++) {
+		k->len[i] = backup_manifest_flen(rd, i);
+		k->f[i] = xmalloc(k->len[i] + 1);
+		memcpy(k->f[i], backup_manifest_field(rd, i), k->len[i]);
+		k->f[i][k->len[i]] = '\0';
+	}
+}
+
+static bool kept_is(const struct kept *k, const char *type)
+{
+	return !strcmp(k->f[0], type);
+}
+
+static char *target_of(const struct restore *r, const char *name)
+{
+	if (!r->as)
+		return xstrdup(name);
+	return xasprintf("%s%s", r->as, name + strlen(r->base));
+}
+
+static int collect(struct restore *r, int npats, char **pats,
+		   struct error *err)
+{
+	size_t cur = SIZE_MAX;
+	int n;
+	while ((n = backup_manifest_next(&r->rd, err)) > 0) {
+		const struct backup_manifest_reader *rd = &r->rd;
+		const char *t = backup_manifest_field(rd, 0);
+		if (!strcmp(t, "mailbox")) {
+			const char *name = backup_manifest_field(rd, 1);
+			bool want = r->all;
+			cur = SIZE_MAX;
+			for (int k = 0; k < npats && !want; k++)
+				want = backupcmd_match(pats[k], name);
+			if (!want)
+				continue;
+			size_t bl = r->base ? strlen(r->base) : 0;
+			if (r->as && strcmp(name, r->base) &&
+			    (strncmp(name, r->base, bl) || name[bl] != '.'))
+				return error_set(err, ERR_USAGE, "'%s' is not "
+						 "'%s' or below it: --as "
+						 "cannot rename it", name,
+						 r->base);
+			r->want = xrealloc(r->want,
+					   (r->nwant + 1) * sizeof(*r->want));
+			cur = r->nwant++;
+			r->want[cur].name = xstrdup(name);
+			r->want[cur].target = target_of(r, name);
+			r->want[cur].nmsgs = 0;
+		} else if (!strcmp(t, "msg")) {
+			if (cur != SIZE_MAX)
+				r->want[cur].nmsgs++;
+		} else if (!strcmp(t, "id")) {
+			free(r->snapid);
+			r->snapid = xstrdup(backup_manifest_field(rd, 1));
+		} else if (!strcmp(t, "incomplete")) {
+			r->incomplete = true;
+		} else if (!strcmp(t, "quota") || !strcmp(t, "user") ||
+			   !strcmp(t, "sieve") || !strcmp(t, "sievelink") ||
+			   !strcmp(t, "db")) {
+			keep(r, rd);
+		}
+	}
+	return n < 0 ? -1 : 0;
+}
+
+/* ---- quota ---- */
 
 static bool quota_exists(struct restore *r, const char *root)
 {
@@ -153,16 +356,6 @@ static char *quota_root_of(struct restore *r, const char *name)
 	return root;
 }
 
-/* The snapshot's quota record for root, or NULL. */
-static const struct backup_rec *snap_quota(struct restore *r,
-					   const char *root)
-{
-	for (size_t i = 0; i < r->m.nrecs; i++)
-		if (rec_is(r, i, "quota") && !strcmp(field(r, i, 1), root))
-			return &r->m.recs[i];
-	return NULL;
-}
-
 /*
  * A quota root the snapshot had and the store lacks comes back with the
  * snapshot's limits and no usage: the restored mailboxes add theirs.
@@ -170,13 +363,16 @@ static const struct backup_rec *snap_quota(struct restore *r,
 static int ensure_root(struct restore *r, const char *root,
 		       struct error *err)
 {
-	const struct backup_rec *rec = snap_quota(r, root);
+	const struct kept *rec = NULL;
+	for (size_t i = 0; i < r->nkept && !rec; i++)
+		if (kept_is(&r->kept[i], "quota") &&
+		    !strcmp(r->kept[i].f[1], root))
+			rec = &r->kept[i];
 	struct quota q;
 	if (!r->qdb || !rec || quota_exists(r, root))
 		return 0;
 	quota_init(&q, root);
-	int ret = quota_parse(backup_rec_field(&r->m, rec, 2),
-			      backup_rec_len(&r->m, rec, 2), false, &q, err);
+	int ret = quota_parse(rec->f[2], rec->len[2], false, &q, err);
 	if (ret == 0) {
 		for (int i = 0; i < QUOTA_NUMRESOURCES; i++)
 			q.useds[i] = 0;
@@ -188,8 +384,13 @@ static int ensure_root(struct restore *r, const char *root,
 	return ret;
 }
 
-/* Adds sign * usage to root's usage, under the database lock. */
+/*
+ * Adds sign * usage of mailbox name to root, under the database lock, as
+ * quota_update_useds does: a running `quota -f` that has passed the name
+ * (its SCAN part) counts it too, and a user's root gets a new MODSEQ.
+ */
 static int quota_adjust(struct restore *r, const char *root,
+			const char *name,
 			const long long usage[QUOTA_NUMRESOURCES], int sign,
 			struct error *err)
 {
@@ -207,11 +408,16 @@ static int quota_adjust(struct restore *r, const char *root,
 		return 0; /* no such root: nothing to count */
 	}
 	if (ret == 0) {
+		bool scanned = q.scanmbox && strcmp(name, q.scanmbox) <= 0;
 		for (int i = 0; i < QUOTA_NUMRESOURCES; i++) {
 			q.useds[i] += sign * usage[i];
 			if (q.useds[i] < 0)
 				q.useds[i] = 0;
+			if (scanned)
+				q.scanuseds[i] += sign * usage[i];
 		}
+		if (quota_root_is_user(&r->ml->ns, root))
+			q.modseq++;
 		ret = quotadb_write(r->qdb, &q, &tid, err);
 	}
 	if (ret == 0)
@@ -222,16 +428,8 @@ static int quota_adjust(struct restore *r, const char *root,
 	return ret;
 }
 
-/* Removes the files of an existing mailbox that --force replaces: its
- * cyrus.* files and "<uid>." message files; other files stay. */
-static bool mailbox_file(const char *n)
-{
-	if (!strncmp(n, "cyrus.", 6))
-		return true;
-	size_t l = strspn(n, "0123456789");
-	return l && n[l] == '.' && !n[l + 1];
-}
-
+/* --force (stopped store): the files of the mailbox it replaces go,
+ * and what it counted under its quota root. */
 static int remove_mailbox_files(struct restore *r,
 				const struct mboxlist_entry *old,
 				struct error *err)
@@ -240,13 +438,12 @@ static int remove_mailbox_files(struct restore *r,
 	if (mailbox_paths(r->cfg, &r->ml->ns, old, &paths[0], &paths[1],
 			  &paths[2], &paths[3], &paths[4], err) < 0)
 		return -1;
-	/* What it counted under its quota root goes first. */
 	struct mailbox_index oi = { 0 };
 	if (mailbox_index_read(paths[1], &oi, NULL, err) == 0) {
 		long long usage[QUOTA_NUMRESOURCES];
 		char *root = quota_root_of(r, old->name);
 		quota_mailbox_usage(&oi.h, usage);
-		if (quota_adjust(r, root, usage, -1, err) < 0)
+		if (quota_adjust(r, root, old->name, usage, -1, err) < 0)
 			error_clear(err);
 		free(root);
 		mailbox_index_release(&oi);
@@ -254,19 +451,8 @@ static int remove_mailbox_files(struct restore *r,
 	error_clear(err);
 	char *dirs[4] = { dir_of(paths[0]), dir_of(paths[2]),
 			  xstrdup(paths[3]), xstrdup(paths[4]) };
-	for (int i = 0; i < 4; i++) {
-		DIR *d = opendir(dirs[i]);
-		struct dirent *de;
-		while (d && (de = readdir(d))) {
-			if (!mailbox_file(de->d_name))
-				continue;
-			char *p = xasprintf("%s/%s", dirs[i], de->d_name);
-			unlink(p);
-			free(p);
-		}
-		if (d)
-			closedir(d);
-	}
+	for (int i = 0; i < 4; i++)
+		remove_mailbox_files_in(dirs[i]);
 	log_notice("removed the files of %s (restore --force)", old->name);
 	for (int i = 0; i < 4; i++)
 		free(dirs[i]);
@@ -275,49 +461,151 @@ static int remove_mailbox_files(struct restore *r,
 	return 0;
 }
 
-static int put_file(struct restore *r, enum backup_kind kind,
-		    const char *sha1, const char *size, const char *dst,
-		    struct error *err)
+/* ---- locks ---- */
+
+/*
+ * Cyrus's order: "$QUOTACHANGE", the user namespace lock ("*U*" alone
+ * for a shared name, as user_namespacelock(NULL) takes it), the mailbox
+ * name lock; all exclusive, all blocking (their holders are short).
+ */
+static int lock_target(struct restore *r, const struct mboxlist_entry *e,
+		       struct locks *lk, struct error *err)
 {
-	if (backup_object_extract(r->ar, kind, sha1,
-				  strtoull(size, NULL, 10), dst, err) < 0)
+	struct mboxname mbn;
+	struct buf u = BUF_INIT;
+	if (lk->held)
+		return 0;
+	if (quota_changelock(r->cfg, &r->ml->ns, &lk->quota_fd, err) < 0)
 		return -1;
-	made_add(r, dst);
+	mboxname_from_intname(&r->ml->ns, &mbn, e->name);
+	bool shared = !mboxname_userid(&mbn, &u);
+	mboxname_release(&mbn);
+	buf_release(&u);
+	if (shared) {
+		struct buf p = BUF_INIT;
+		mboxpath_lock(r->cfg, &r->ml->ns, "*U*", NULL, &p);
+		int fd = open(p.s, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC,
+			      0666);
+		if (fd < 0 && errno == ENOENT) {
+			fsutil_mkdir_parents(p.s, 0755);
+			fd = open(p.s, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC,
+				  0666);
+		}
+		if (fd < 0 || lock_fd(fd, LOCK_EXCLUSIVE, true) < 0) {
+			error_sys(err, ERR_TEMPFAIL, errno, "cannot lock '%s'",
+				  p.s);
+			if (fd >= 0)
+				close(fd);
+			buf_release(&p);
+			quota_changelock_release(&lk->quota_fd);
+			return -1;
+		}
+		lk->global_fd = fd;
+		buf_release(&p);
+	}
+	if (mailbox_lock_names(r->cfg, &r->ml->ns, e->name, e->uniqueid,
+			       e->mbtype & MBTYPE_LEGACY_DIRS, LOCK_EXCLUSIVE,
+			       false, &lk->mb, err) < 0) {
+		if (lk->global_fd >= 0)
+			close(lk->global_fd);
+		lk->global_fd = -1;
+		quota_changelock_release(&lk->quota_fd);
+		return -1;
+	}
+	lk->held = true;
 	return 0;
 }
 
-/* How many part records follow the file record rec. */
-static size_t nparts_of(const struct restore *r, size_t rec)
+static void unlock_target(struct locks *lk)
 {
-	size_t n = 0;
-	while (rec + n + 1 < r->m.nrecs && rec_is(r, rec + n + 1, "part"))
-		n++;
-	return n;
+	if (!lk->held)
+		return;
+	mailbox_lock_release(&lk->mb);
+	if (lk->global_fd >= 0) {
+		lock_unlock(lk->global_fd);
+		close(lk->global_fd);
+	}
+	lk->global_fd = -1;
+	quota_changelock_release(&lk->quota_fd);
+	lk->held = false;
 }
 
-/* The file of record rec (whole or in parts) to dst, beside and renamed. */
-static int put_file_rec(struct restore *r, size_t rec, const char *dst,
-			struct error *err)
+/* ---- files ---- */
+
+/* The bytes of a file (whole or in parts) to fd. */
+static int fileref_to_fd(struct restore *r, const struct fileref *f, int fd,
+			 struct error *err)
 {
-	size_t np = nparts_of(r, rec);
-	if (!np)
-		return put_file(r, BACKUP_FILES, field(r, rec, 2),
-				field(r, rec, 3), dst, err);
+	if (!f->nparts)
+		return backup_object_read(r->ar, BACKUP_FILES, f->sha1, f->size,
+					  NULL, fd, err);
+	for (size_t k = 0; k < f->nparts; k++)
+		if (backup_object_read(r->ar, BACKUP_FILES, f->parts[k].sha1,
+				       f->parts[k].size, NULL, fd, err) < 0)
+			return -1;
+	return 0;
+}
+
+static int fileref_to_buf(struct restore *r, const struct fileref *f,
+			  struct buf *out, struct error *err)
+{
+	if (!f->nparts)
+		return backup_object_read(r->ar, BACKUP_FILES, f->sha1, f->size,
+					  out, -1, err);
+	for (size_t k = 0; k < f->nparts; k++)
+		if (backup_object_read(r->ar, BACKUP_FILES, f->parts[k].sha1,
+				       f->parts[k].size, out, -1, err) < 0)
+			return -1;
+	return 0;
+}
+
+/*
+ * A file to dst: written to dst.NEW, then (with crc set, for cyrus.index)
+ * its index header gets that header_file_crc, then renamed. ih_r (may be
+ * NULL) gets the index header.
+ */
+static int put_fileref(struct restore *r, const struct fileref *f,
+		       const char *dst, const uint32_t *crc,
+		       struct mailbox_index_header *ih_r, struct error *err)
+{
 	char *tmp = xasprintf("%s.NEW", dst);
 	int ret = -1;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
 	if (fd < 0) {
 		error_sys(err, ERR_CANTCREAT, errno, "cannot create '%s'", tmp);
 		free(tmp);
 		return -1;
 	}
-	for (size_t k = 1; k <= np; k++)
-		if (backup_object_read(r->ar, BACKUP_FILES,
-				       field(r, rec + k, 2),
-				       strtoull(field(r, rec + k, 3), NULL,
-						10),
-				       NULL, fd, err) < 0)
+	if (fileref_to_fd(r, f, fd, err) < 0)
+		goto out;
+	if (crc || ih_r) {
+		unsigned char hb[MAILBOX_INDEX_HEADER_SIZE];
+		struct mailbox_index_header ih;
+		ssize_t n = pread(fd, hb, sizeof(hb), 0);
+		if (n < 0 || mailbox_index_header_decode(hb, (size_t)n, &ih,
+							 NULL, err) < 0) {
+			if (n < 0)
+				error_sys(err, ERR_IO, errno, "cannot read "
+					  "'%s'", tmp);
 			goto out;
+		}
+		if (crc) {
+			ih.header_file_crc = *crc;
+			size_t hl = mailbox_index_header_encode(&ih, hb);
+			if (hl != ih.start_offset || hl > (size_t)n) {
+				error_set(err, ERR_DATA, "'%s': unexpected "
+					  "index header length", dst);
+				goto out;
+			}
+			if (pwrite(fd, hb, hl, 0) != (ssize_t)hl) {
+				error_sys(err, ERR_IO, errno, "cannot write "
+					  "'%s'", tmp);
+				goto out;
+			}
+		}
+		if (ih_r)
+			*ih_r = ih;
+	}
 	if (close(fd) < 0) {
 		fd = -1;
 		error_sys(err, ERR_IO, errno, "cannot write '%s'", tmp);
@@ -339,63 +627,283 @@ out:
 	return ret;
 }
 
-/* The bytes of the file of record rec, appended to out. */
-static int read_file_rec(struct restore *r, size_t rec, struct buf *out,
-			 struct error *err)
+/* Reads a file record and the part records after it into f. */
+static int read_fileref(struct restore *r, struct fileref *f,
+			struct error *err)
 {
-	size_t np = nparts_of(r, rec);
-	if (!np)
-		return backup_object_read(r->ar, BACKUP_FILES,
-					  field(r, rec, 2),
-					  strtoull(field(r, rec, 3), NULL, 10),
-					  out, -1, err);
-	for (size_t k = 1; k <= np; k++)
-		if (backup_object_read(r->ar, BACKUP_FILES,
-				       field(r, rec + k, 2),
-				       strtoull(field(r, rec + k, 3), NULL,
-						10),
-				       out, -1, err) < 0)
+	int n;
+	f->present = true;
+	snprintf(f->sha1, sizeof(f->sha1), "%s",
+		 backup_manifest_field(&r->rd, 2));
+	f->size = backup_manifest_num(&r->rd, 3);
+	free(f->parts);
+	f->parts = NULL;
+	f->nparts = 0;
+	while ((n = backup_manifest_next(&r->rd, err)) > 0 &&
+	       backup_manifest_is(&r->rd, "part")) {
+		f->parts = xrealloc(f->parts,
+				    (f->nparts + 1) * sizeof(*f->parts));
+		struct backup_part *p = &f->parts[f->nparts++];
+		p->offset = backup_manifest_num(&r->rd, 1);
+		snprintf(p->sha1, sizeof(p->sha1), "%s",
+			 backup_manifest_field(&r->rd, 2));
+		p->size = backup_manifest_num(&r->rd, 3);
+	}
+	if (n > 0)
+		backup_manifest_unread(&r->rd);
+	return n < 0 ? -1 : 0;
+}
+
+/*
+ * One of a user's files to path. Beside a running server, and without
+ * --force, only if it is missing, atomically (link: a file the user's
+ * imapd created meanwhile wins; its fcntl locks are on that file).
+ */
+static int put_user_file(struct restore *r, const struct kept *k,
+			 const char *path, struct error *err)
+{
+	bool islink = kept_is(k, "sievelink");
+	bool replace = r->force && !r->live;
+	struct stat st;
+	if (lstat(path, &st) == 0 && !replace)
+		return 0; /* never overwrite the user's newer state */
+	char *d = dir_of(path);
+	int ret = mkdirs(r, d, false, err);
+	free(d);
+	if (ret < 0)
+		return -1;
+	if (islink) {
+		if (replace)
+			unlink(path);
+		if (symlink(k->f[3], path) < 0)
+			return errno == EEXIST ? 0
+					       : error_sys(err, ERR_CANTCREAT,
+							   errno, "cannot "
+							   "create '%s'", path);
+		made_add(r, path);
+		return 0;
+	}
+	/* user: userid, kind, sha1, size; sieve: userid, name, sha1, size */
+	const char *sha1 = k->f[3];
+	uint64_t size = strtoull(k->f[4], NULL, 10);
+	if (replace) {
+		if (backup_object_extract(r->ar, BACKUP_FILES, sha1, size, path,
+					  err) < 0)
 			return -1;
+		made_add(r, path);
+		return 0;
+	}
+	char *tmp = xasprintf("%s.RESTORE", path);
+	ret = backup_object_extract(r->ar, BACKUP_FILES, sha1, size, tmp, err);
+	if (ret == 0) {
+		if (link(tmp, path) == 0)
+			made_add(r, path);
+		else if (errno != EEXIST)
+			ret = error_sys(err, ERR_CANTCREAT, errno,
+					"cannot create '%s'", path);
+	}
+	unlink(tmp);
+	free(tmp);
+	return ret;
+}
+
+/* seen, sub, counters and sieve of a user whose INBOX e comes back under
+ * its own name, where the server will look for them once e is in
+ * mailboxes.db (by its uniqueid, or by name for a legacy INBOX). */
+static void restore_user_files(struct restore *r,
+			       const struct mboxlist_entry *e,
+			       const struct mboxname *mbn, const char *userid)
+{
+	struct buf p = BUF_INIT;
+	struct error err = ERROR_INIT;
+	bool byid = e->uniqueid && !(e->mbtype & MBTYPE_LEGACY_DIRS);
+	for (size_t i = 0; i < r->nkept; i++) {
+		const struct kept *k = &r->kept[i];
+		bool isuser = kept_is(k, "user");
+		if ((!isuser && !kept_is(k, "sieve") &&
+		     !kept_is(k, "sievelink")) ||
+		    strcmp(k->f[1], userid))
+			continue;
+		buf_reset(&p);
+		if (isuser && byid) {
+			mboxpath_user_byid(r->cfg, e->uniqueid, k->f[2], &p);
+		} else if (isuser) {
+			mboxpath_user_legacy(r->cfg, mbn, k->f[2], &p);
+		} else if (byid) {
+			mboxpath_sieve_byid(r->cfg, e->uniqueid, &p);
+		} else {
+			/* user_sieve_path() reads '^' back as '.'. */
+			struct mboxname user = { 0 };
+			char *lp = xstrdup(mbn->localpart);
+			for (char *c = lp; *c; c++)
+				if (*c == '^')
+					*c = '.';
+			user.localpart = lp;
+			user.domain = mbn->domain;
+			mboxpath_sieve_legacy(r->cfg, &r->ml->ns, &user, &p);
+			free(lp);
+		}
+		if (!isuser) {
+			if (strchr(k->f[2], '/') || k->f[2][0] == '.')
+				continue; /* not a plain name: never outside */
+			buf_addch(&p, '/');
+			buf_adds(&p, k->f[2]);
+		} else if (strchr(k->f[2], '/')) {
+			continue;
+		}
+		if (put_user_file(r, k, p.s, &err) < 0) {
+			log_error("%s", err.msg);
+			error_clear(&err);
+			r->nerr++;
+		}
+	}
+	buf_release(&p);
+}
+
+/* ---- one mailbox ---- */
+
+/* Where the current mailbox's files go. */
+struct paths {
+	char *hdr, *idx, *cache, *data, *archive;
+	struct buf annot, archcache;
+};
+
+static void paths_release(struct paths *p)
+{
+	free(p->hdr);
+	free(p->idx);
+	free(p->cache);
+	free(p->data);
+	free(p->archive);
+	buf_release(&p->annot);
+	buf_release(&p->archcache);
+}
+
+/* The archive partition's directory, made once (the undo's too). */
+static int archive_dir(struct restore *r, const struct paths *p,
+		       struct error *err)
+{
+	if (r->msgdirs[1] || !strcmp(p->archive, p->data))
+		return 0;
+	if (mkdirs(r, p->archive, true, err) < 0)
+		return -1;
+	r->msgdirs[1] = xstrdup(p->archive);
 	return 0;
 }
 
-static int restore_block(struct restore *r, const struct block *b,
-			 struct error *err)
+/*
+ * Step 1: the mailbox's records up to the next mailbox: message files,
+ * cyrus.cache, cyrus.annotations and the archive cyrus.cache are put in
+ * place as they come; the other file records are kept in fr.
+ */
+static int put_records(struct restore *r, const struct want *w,
+		       const struct paths *p, struct fileref fr[F_N],
+		       unsigned long *nmsg, struct error *err)
+{
+	struct backup_manifest_reader *rd = &r->rd;
+	struct buf tmp = BUF_INIT;
+	int n, ret = -1;
+	while ((n = backup_manifest_next(rd, err)) > 0) {
+		if (backup_manifest_is(rd, "mailbox")) {
+			backup_manifest_unread(rd);
+			break;
+		}
+		if (backup_manifest_is(rd, "msg")) {
+			bool arch = !strcmp(backup_manifest_field(rd, 4),
+					    "archived");
+			if (arch && archive_dir(r, p, err) < 0)
+				goto out;
+			buf_reset(&tmp);
+			buf_printf(&tmp, "%s/%s.", arch ? p->archive : p->data,
+				   backup_manifest_field(rd, 1));
+			if (backup_object_extract(r->ar, BACKUP_MESSAGES,
+						  backup_manifest_field(rd, 2),
+						  backup_manifest_num(rd, 3),
+						  tmp.s, err) < 0)
+				goto out;
+			(*nmsg)++;
+			continue;
+		}
+		if (!backup_manifest_is(rd, "file"))
+			continue;
+		int fi;
+		for (fi = 0; fi < F_N; fi++)
+			if (!strcmp(backup_manifest_field(rd, 1), fnames[fi]))
+				break;
+		if (fi == F_N)
+			continue;
+		if (read_fileref(r, &fr[fi], err) < 0)
+			goto out;
+		const char *dst = fi == F_CACHE ? p->cache
+				  : fi == F_ANNOT ? p->annot.s
+				  : fi == F_ARCHCACHE ? p->archcache.s
+						      : NULL;
+		if (fi == F_ARCHCACHE && !strcmp(dst, p->cache)) {
+			log_warn("%s: no archive partition here: the cache "
+				 "records of its archived messages are not "
+				 "restored", w->target);
+			continue;
+		}
+		if (fi == F_ARCHCACHE) {
+			char *ad = dir_of(dst);
+			int ar = archive_dir(r, p, err);
+			if (ar == 0)
+				ar = mkdirs(r, ad, true, err);
+			free(ad);
+			if (ar < 0)
+				goto out;
+		}
+		if (dst && put_fileref(r, &fr[fi], dst, NULL, NULL, err) < 0)
+			goto out;
+	}
+	ret = n < 0 ? -1 : 0;
+out:
+	buf_release(&tmp);
+	return ret;
+}
+
+static int restore_mailbox(struct restore *r, const struct want *w,
+			   struct error *err)
 {
 	struct mboxlist_entry *e = NULL, *old = NULL, *byid = NULL;
-	char *hdr = NULL, *idx = NULL, *cache = NULL, *data = NULL,
-	     *archive = NULL, *newid = NULL, *qroot = NULL;
-	struct buf apath = BUF_INIT, hb = BUF_INIT, ib = BUF_INIT,
-		   tmp = BUF_INIT;
+	char *qroot = NULL;
+	struct paths p = { NULL, NULL, NULL, NULL, NULL, BUF_INIT, BUF_INIT };
+	struct buf hb = BUF_INIT, tmp = BUF_INIT;
+	struct fileref fr[F_N];
 	struct mailbox_header h;
+	struct locks lk = { -1, -1, MAILBOX_LOCK_INIT, false };
+	struct cyrusdb_txn *tid = NULL;
 	struct error lerr = ERROR_INIT;
-	int ret = -1;
+	struct mboxname mbn;
+	struct buf userid = BUF_INIT;
+	unsigned long nmsg = 0;
+	int ret = -1, n;
+	memset(fr, 0, sizeof(fr));
 	mailbox_header_init(&h);
+	mboxname_init(&mbn);
 
-	/* The entry, as the snapshot has it. */
-	size_t ent = SIZE_MAX;
-	for (size_t i = b->first; i < b->last; i++)
-		if (rec_is(r, i, "entry"))
-			ent = i;
-	if (ent == SIZE_MAX) {
+	/* The entry, as the snapshot has it: the record after "mailbox". */
+	if ((n = backup_manifest_next(&r->rd, err)) < 0)
+		goto out;
+	if (!n || !backup_manifest_is(&r->rd, "entry")) {
 		error_set(err, ERR_DATA, "'%s': the snapshot has no "
-			  "mailboxes.db entry for it", b->name);
+			  "mailboxes.db entry for it", w->name);
 		goto out;
 	}
-	char *dbname = mboxname_intname_to_dbname(&r->ml->ns, b->name);
+	char *dbname = mboxname_intname_to_dbname(&r->ml->ns, w->name);
 	int dr = mboxlist_decode(&r->ml->ns, dbname, strlen(dbname),
-				 field(r, ent, 1),
-				 backup_rec_len(&r->m, &r->m.recs[ent], 1), &e,
-				 err);
+				 backup_manifest_field(&r->rd, 1),
+				 backup_manifest_flen(&r->rd, 1), &e, err);
 	free(dbname);
 	if (dr < 0)
 		goto out;
 
-	bool renamed = strcmp(b->target, b->name) != 0;
-	if (mboxlist_lookup(r->ml, b->target, false, &old, NULL, &lerr) == 0) {
-		if (!r->force) {
-			error_set(err, ERR_CANTCREAT, "mailbox '%s' exists "
-				  "(--force replaces it)", b->target);
+	bool renamed = strcmp(w->target, w->name) != 0;
+	if (mboxlist_lookup(r->ml, w->target, false, &old, NULL, &lerr) == 0) {
+		/* Checked before: only --force on a stopped store. */
+		if (!r->force || r->live) {
+			error_set(err, ERR_CANTCREAT, "mailbox '%s' exists",
+				  w->target);
 			goto out;
 		}
 		if (remove_mailbox_files(r, old, err) < 0)
@@ -406,18 +914,17 @@ static int restore_block(struct restore *r, const struct block *b,
 	if (keepid && mboxlist_lookup_by_uniqueid(r->ml, e->uniqueid, &byid,
 						  NULL, &lerr) == 0) {
 		struct mboxlist_entry *live = NULL;
-		if (strcmp(byid->name, b->target) &&
+		if (strcmp(byid->name, w->target) &&
 		    mboxlist_lookup(r->ml, byid->name, false, &live, NULL,
 				    &lerr) == 0)
 			keepid = false;
 		mboxlist_entry_free(&live);
 	}
 	free(e->name);
-	e->name = xstrdup(b->target);
+	e->name = xstrdup(w->target);
 	if (!keepid) {
-		newid = new_uniqueid();
 		free(e->uniqueid);
-		e->uniqueid = xstrdup(newid);
+		e->uniqueid = new_uniqueid();
 		for (size_t i = 0; i < e->nhistory; i++) {
 			free(e->history[i].name);
 			free(e->history[i].partition);
@@ -430,226 +937,177 @@ static int restore_block(struct restore *r, const struct block *b,
 		const char *def = config_defpartition(r->cfg);
 		if (!def) {
 			error_set(err, ERR_CONFIG, "no partition for '%s'",
-				  b->target);
+				  w->target);
 			goto out;
 		}
 		log_warn("%s: partition '%s' is not configured, using '%s'",
-			 b->target, e->partition ? e->partition : "", def);
+			 w->target, e->partition ? e->partition : "", def);
 		free(e->partition);
 		e->partition = xstrdup(def);
 	}
-	if (mailbox_paths(r->cfg, &r->ml->ns, e, &hdr, &idx, &cache, &data,
-			  &archive, err) < 0)
+	if (mailbox_paths(r->cfg, &r->ml->ns, e, &p.hdr, &p.idx, &p.cache,
+			  &p.data, &p.archive, err) < 0)
 		goto out;
-	if (!r->force && access(hdr, F_OK) == 0) {
+	if (!r->force && access(p.hdr, F_OK) == 0) {
 		error_set(err, ERR_CANTCREAT, "'%s' exists although "
-			  "mailboxes.db has no '%s' (--force replaces it)", hdr,
-			  b->target);
+			  "mailboxes.db has no '%s' (--force replaces it)",
+			  p.hdr, w->target);
 		goto out;
 	}
-	const char *uidp = (e->mbtype & MBTYPE_LEGACY_DIRS) ? NULL
-							     : e->uniqueid;
-	if (mboxpath_meta(r->cfg, &r->ml->ns, e->partition, e->name, uidp,
-			  MBOXPATH_ANNOTATIONS, false, &apath, err) < 0)
+	bool legacy = e->mbtype & MBTYPE_LEGACY_DIRS;
+	if (mboxpath_meta(r->cfg, &r->ml->ns, e->partition, e->name,
+			  legacy ? NULL : e->uniqueid, MBOXPATH_ANNOTATIONS,
+			  false, &p.annot, err) < 0 ||
+	    mboxpath_meta(r->cfg, &r->ml->ns, e->partition, e->name,
+			  legacy ? NULL : e->uniqueid, MBOXPATH_ARCHIVECACHE,
+			  false, &p.archcache, err) < 0)
+		goto out;
+	/* By-name directories are also whoever creates that name's: lock
+	 * before writing there. A uniqueid's are ours alone until the entry
+	 * names them. */
+	if (legacy && lock_target(r, e, &lk, err) < 0)
 		goto out;
 
-	/* 1. The files. */
-	char *dirs[] = { dir_of(hdr), dir_of(idx), dir_of(cache),
-			 xstrdup(data) };
+	/* 1. Messages, cyrus.cache, cyrus.annotations as they come. */
+	char *dirs[] = { xstrdup(p.data), dir_of(p.hdr), dir_of(p.idx),
+			 dir_of(p.cache), dir_of(p.annot.s) };
 	int mr = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		if (!mr)
-			mr = mkdirs(r, dirs[i], err);
+			mr = mkdirs(r, dirs[i], true, err);
 		free(dirs[i]);
 	}
 	if (mr < 0)
 		goto out;
-	size_t fhdr = SIZE_MAX, fidx = SIZE_MAX;
-	unsigned long nmsg = 0;
-	for (size_t i = b->first; i < b->last; i++) {
-		if (rec_is(r, i, "msg")) {
-			bool arch = !strcmp(field(r, i, 4), "archived");
-			buf_reset(&tmp);
-			buf_printf(&tmp, "%s/%s.", arch ? archive : data,
-				   field(r, i, 1));
-			if (arch && mkdirs(r, archive, err) < 0)
-				goto out;
-			if (put_file(r, BACKUP_MESSAGES, field(r, i, 2),
-				     field(r, i, 3), tmp.s, err) < 0)
-				goto out;
-			nmsg++;
-		} else if (rec_is(r, i, "file")) {
-			const char *fn = field(r, i, 1);
-			if (!strcmp(fn, "cyrus.header"))
-				fhdr = i;
-			else if (!strcmp(fn, "cyrus.index"))
-				fidx = i;
-			else if (!strcmp(fn, "cyrus.cache") &&
-				 put_file_rec(r, i, cache, err) < 0)
-				goto out;
-			else if (!strcmp(fn, "cyrus.annotations") &&
-				 put_file_rec(r, i, apath.s, err) < 0)
-				goto out;
-		}
-	}
-	if (fhdr == SIZE_MAX || fidx == SIZE_MAX) {
+	r->msgdirs[0] = xstrdup(p.data);
+	if (put_records(r, w, &p, fr, &nmsg, err) < 0)
+		goto out;
+	if (!fr[F_HEADER].present || !fr[F_INDEX].present) {
 		error_set(err, ERR_DATA, "'%s': the snapshot lacks its "
-			  "cyrus.header or cyrus.index", b->name);
+			  "cyrus.header or cyrus.index", w->name);
 		goto out;
 	}
-	if (read_file_rec(r, fhdr, &hb, err) < 0 ||
-	    read_file_rec(r, fidx, &ib, err) < 0 ||
+	if (fileref_to_buf(r, &fr[F_HEADER], &hb, err) < 0 ||
 	    mailbox_header_parse(hb.s, hb.len, &h, err) < 0)
 		goto out;
 
+	/* 2. Under the locks: still free? Then cyrus.index, cyrus.header. */
+	if (lock_target(r, e, &lk, err) < 0)
+		goto out;
+	mboxlist_entry_free(&old);
+	if (mboxlist_lookup(r->ml, w->target, false, &old, NULL, &lerr) == 0 &&
+	    (!r->force || r->live)) {
+		error_set(err, ERR_CANTCREAT, "mailbox '%s' was created "
+			  "meanwhile; nothing restored for it", w->target);
+		goto out;
+	}
 	/* The quota root: the old one if it (still or again) exists. */
 	if (h.quotaroot && !renamed && ensure_root(r, h.quotaroot, err) < 0)
 		goto out;
-	qroot = quota_root_of(r, b->target);
+	qroot = quota_root_of(r, w->target);
 	bool hchanged = renamed || !keepid ||
 			strcmp(h.quotaroot ? h.quotaroot : "",
 			       qroot ? qroot : "") != 0;
+	struct mailbox_index_header ih;
 	if (!hchanged) {
-		if (put_file_rec(r, fidx, idx, err) < 0 ||
-		    put_file_rec(r, fhdr, hdr, err) < 0)
+		if (put_fileref(r, &fr[F_INDEX], p.idx, NULL, &ih, err) < 0 ||
+		    put_fileref(r, &fr[F_HEADER], p.hdr, NULL, NULL, err) < 0)
 			goto out;
 	} else {
-		struct mailbox_index_header ih;
-		uint32_t crc = 0;
 		free(h.name);
-		h.name = xstrdup(b->target);
+		h.name = xstrdup(w->target);
 		free(h.uniqueid);
 		h.uniqueid = xstrdup(e->uniqueid);
 		free(h.quotaroot);
 		h.quotaroot = qroot ? xstrdup(qroot) : NULL;
 		buf_reset(&tmp);
 		mailbox_header_format(&h, &tmp);
-		crc = (uint32_t)crc32(0, (const Bytef *)tmp.s, (uInt)tmp.len);
-		if (mailbox_index_header_decode((const unsigned char *)ib.s,
-						ib.len, &ih, NULL, err) < 0)
+		uint32_t crc = (uint32_t)crc32(0, (const Bytef *)tmp.s,
+					       (uInt)tmp.len);
+		if (put_fileref(r, &fr[F_INDEX], p.idx, &crc, &ih, err) < 0)
 			goto out;
-		ih.header_file_crc = crc;
-		unsigned char hbuf[MAILBOX_INDEX_HEADER_SIZE];
-		size_t hl = mailbox_index_header_encode(&ih, hbuf);
-		if (hl > ib.len || hl != ih.start_offset) {
-			error_set(err, ERR_DATA, "'%s': cyrus.index: "
-				  "unexpected header length", b->name);
+		if (mailbox_write_file(p.hdr, tmp.s, tmp.len, err) < 0)
 			goto out;
-		}
-		memcpy(ib.s, hbuf, hl);
-		if (mailbox_write_file(idx, ib.s, ib.len, err) < 0)
-			goto out;
-		made_add(r, idx);
-		if (mailbox_write_file(hdr, tmp.s, tmp.len, err) < 0)
-			goto out;
-		made_add(r, hdr);
+		made_add(r, p.hdr);
 	}
-
-	/* 2. On disk before mailboxes.db names them. */
-	int dfd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* A user's INBOX under its own name: the user's files, before the
+	 * entry lets the user's imapd look for them. */
+	mboxname_from_intname(&r->ml->ns, &mbn, w->target);
+	if (!r->as && mbn.localpart && !mbn.nboxes && !mbn.isdeleted &&
+	    mboxname_userid(&mbn, &userid))
+		restore_user_files(r, e, &mbn, userid.s);
+	/* On disk before mailboxes.db names them. */
+	int dfd = open(p.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
 		if (!getenv("CYRUS_TOOLKIT_NOSYNC"))
 			syncfs(dfd);
 		close(dfd);
 	}
-	/* 3. The entry. */
-	if (mboxlist_update(r->ml, e, time(NULL), NULL, err) < 0)
+
+	/* 3. The entry, in one transaction that checks the name again. */
+	mboxlist_entry_free(&old);
+	error_clear(&lerr);
+	int lr = mboxlist_lookup(r->ml, w->target, false, &old, &tid, &lerr);
+	if (lr < 0 && lerr.kind != ERR_NOINPUT) {
+		*err = lerr;
 		goto out;
+	}
+	if (lr == 0 && (!r->force || r->live)) {
+		error_set(err, ERR_CANTCREAT, "mailbox '%s' was created "
+			  "meanwhile; nothing restored for it", w->target);
+		goto out;
+	}
+	if (mboxlist_update(r->ml, e, time(NULL), &tid, err) < 0)
+		goto out;
+	if (cyrusdb_commit(r->ml->db, tid) < 0) {
+		tid = NULL;
+		error_set(err, ERR_IO, "cannot commit mailboxes.db: %s",
+			  cyrusdb_errmsg(r->ml->db));
+		goto out;
+	}
+	tid = NULL;
+
 	/* 4. Its usage counts under its quota root. */
-	struct mailbox_index_header nih;
 	long long usage[QUOTA_NUMRESOURCES];
-	if (qroot && mailbox_index_header_decode((const unsigned char *)ib.s,
-						 ib.len, &nih, NULL, err) == 0) {
-		quota_mailbox_usage(&nih, usage);
-		if (quota_adjust(r, qroot, usage, 1, err) < 0) {
-			log_error("quota usage of '%s' not updated: %s (run "
-				  "'quota -f %s')", qroot, err->msg, qroot);
-			error_clear(err);
-		}
+	quota_mailbox_usage(&ih, usage);
+	if (qroot && quota_adjust(r, qroot, w->target, usage, 1, err) < 0) {
+		log_error("quota usage of '%s' not updated: %s (run "
+			  "'quota -f %s')", qroot, err->msg, qroot);
+		error_clear(err);
+		r->nerr++;
 	}
 	made_clear(r, false);
 	log_notice("restored %s as %s from snapshot %s (%lu messages)",
-		   b->name, b->target, field(r, 1, 1), nmsg);
-	log_info("%s: restored as %s, %lu messages%s", b->name, b->target,
+		   w->name, w->target, r->snapid ? r->snapid : "?", nmsg);
+	log_info("%s: restored as %s, %lu messages%s", w->name, w->target,
 		 nmsg, keepid ? "" : ", new uniqueid");
 	ret = 0;
 out:
-	made_clear(r, ret < 0);
+	if (tid)
+		cyrusdb_abort(r->ml->db, tid);
 	if (ret < 0) {
-		char *d = data ? xstrdup(data) : NULL;
-		if (d)
-			rmdir(d);
-		free(d);
+		/* Skip the rest of this mailbox's records. */
+		while (backup_manifest_next(&r->rd, &lerr) > 0)
+			if (backup_manifest_is(&r->rd, "mailbox")) {
+				backup_manifest_unread(&r->rd);
+				break;
+			}
 	}
+	made_clear(r, ret < 0);
+	unlock_target(&lk);
+	for (int i = 0; i < F_N; i++)
+		free(fr[i].parts);
 	mailbox_header_release(&h);
+	mboxname_release(&mbn);
 	mboxlist_entry_free(&e);
 	mboxlist_entry_free(&old);
 	mboxlist_entry_free(&byid);
-	free(hdr);
-	free(idx);
-	free(cache);
-	free(data);
-	free(archive);
-	free(newid);
+	paths_release(&p);
 	free(qroot);
-	buf_release(&apath);
 	buf_release(&hb);
-	buf_release(&ib);
 	buf_release(&tmp);
+	buf_release(&userid);
 	return ret;
-}
-
-/* seen, sub and sieve of a user whose INBOX came back under its name. */
-static void restore_user_files(struct restore *r, const char *userid,
-			       unsigned *nerr)
-{
-	struct mboxname mbn;
-	struct buf p = BUF_INIT;
-	struct error err = ERROR_INIT;
-	mboxname_init(&mbn);
-	mboxname_from_userid(&r->ml->ns, &mbn, userid);
-	for (size_t i = 0; i < r->m.nrecs; i++) {
-		bool isuser = rec_is(r, i, "user");
-		bool issieve = rec_is(r, i, "sieve");
-		bool islink = rec_is(r, i, "sievelink");
-		if ((!isuser && !issieve && !islink) ||
-		    strcmp(field(r, i, 1), userid))
-			continue;
-		buf_reset(&p);
-		int pr = isuser ? mboxlist_user_path(r->ml, &mbn,
-						     field(r, i, 2), &p, &err)
-				: mboxlist_sieve_path(r->ml, &mbn, &p, &err);
-		if (pr < 0 || !p.len)
-			continue;
-		if (!isuser) {
-			buf_addch(&p, '/');
-			buf_adds(&p, field(r, i, 2));
-		}
-		struct stat st;
-		if (lstat(p.s, &st) == 0 && !r->force)
-			continue; /* never overwrite the user's newer state */
-		char *d = dir_of(p.s);
-		int mr = mkdirs(r, d, &err);
-		free(d);
-		if (mr == 0 && islink) {
-			unlink(p.s);
-			if (symlink(field(r, i, 3), p.s) < 0)
-				mr = error_sys(&err, ERR_CANTCREAT, errno,
-					       "cannot create '%s'", p.s);
-		} else if (mr == 0) {
-			mr = backup_object_extract(r->ar, BACKUP_FILES,
-						   field(r, i, 3),
-						   strtoull(field(r, i, 4),
-							    NULL, 10),
-						   p.s, &err);
-		}
-		if (mr < 0) {
-			log_error("%s", err.msg);
-			(*nerr)++;
-		}
-	}
-	mboxname_release(&mbn);
-	buf_release(&p);
 }
 
 /*
@@ -657,29 +1115,28 @@ static void restore_user_files(struct restore *r, const char *userid,
  * from the snapshot's locked copies; mailboxes.db is rebuilt entry by
  * entry instead, and existing databases are never replaced.
  */
-static void restore_server_dbs(struct restore *r, unsigned *nerr)
+static void restore_server_dbs(struct restore *r)
 {
 	struct dbset_entry ents[DBSET_MAX];
 	struct error err = ERROR_INIT;
 	size_t n = dbset_get(r->cfg, ents);
-	for (size_t i = 0; i < r->m.nrecs; i++) {
-		if (!rec_is(r, i, "db") ||
-		    !strcmp(field(r, i, 1), "mailboxes.db"))
+	for (size_t i = 0; i < r->nkept; i++) {
+		const struct kept *k = &r->kept[i];
+		if (!kept_is(k, "db") || !strcmp(k->f[1], "mailboxes.db"))
 			continue;
-		for (size_t k = 0; k < n; k++) {
+		for (size_t j = 0; j < n; j++) {
 			struct stat st;
-			if (strcmp(dbset_basename(&ents[k]), field(r, i, 1)) ||
-			    stat(ents[k].path, &st) == 0)
+			if (strcmp(dbset_basename(&ents[j]), k->f[1]) ||
+			    stat(ents[j].path, &st) == 0)
 				continue;
-			if (backup_object_extract(r->ar, BACKUP_FILES,
-						  field(r, i, 3),
-						  strtoull(field(r, i, 4), NULL,
-							   10),
-						  ents[k].path, &err) < 0) {
+			if (backup_object_extract(r->ar, BACKUP_FILES, k->f[3],
+						  strtoull(k->f[4], NULL, 10),
+						  ents[j].path, &err) < 0) {
 				log_error("%s", err.msg);
-				(*nerr)++;
+				error_clear(&err);
+				r->nerr++;
 			} else {
-				log_info("%s restored", ents[k].path);
+				log_info("%s restored", ents[j].path);
 			}
 		}
 	}
@@ -732,11 +1189,42 @@ static int pick_snapshot(struct restore *r, const char *dir,
 	return ret;
 }
 
-static char *target_of(const struct restore *r, const char *name)
+/* Before anything is written: every target is a name Cyrus takes, and
+ * free (or --force on a stopped store). */
+static int check_targets(struct restore *r, struct error *err)
 {
-	if (!r->as)
-		return xstrdup(name);
-	return xasprintf("%s%s", r->as, name + strlen(r->base));
+	for (size_t i = 0; i < r->nwant; i++) {
+		const char *t = r->want[i].target;
+		struct mboxlist_entry *ex = NULL;
+		struct error lerr = ERROR_INIT;
+		if (mboxname_policycheck(&r->ml->ns, t, err) < 0) {
+			char m[sizeof(err->msg)];
+			snprintf(m, sizeof(m), "%s", err->msg);
+			return error_set(err, ERR_DATA, "cannot restore as "
+					 "'%s': %s", t, m);
+		}
+		bool exists = mboxlist_lookup(r->ml, t, false, &ex, NULL,
+					      &lerr) == 0;
+		mboxlist_entry_free(&ex);
+		if (!exists)
+			continue;
+		/* Replacing it would pull its UIDs and modseqs back under
+		 * the imapds and clients that have it open. */
+		if (r->live)
+			return error_set(err, ERR_TEMPFAIL, "mailbox '%s' "
+					 "exists and a Cyrus server is "
+					 "running on this configuration (%s "
+					 "%ld): nothing restored; --as NEWNAME "
+					 "restores beside it (--force replaces "
+					 "it only in a stopped store)", t,
+					 r->hit.comm, (long)r->hit.pid);
+		if (!r->force)
+			return error_set(err, ERR_CANTCREAT, "mailbox '%s' "
+					 "exists; nothing restored (--force "
+					 "replaces it, --as NEWNAME restores "
+					 "beside it)", t);
+	}
+	return 0;
 }
 
 int cmd_backup_restore(int argc, char **argv, struct cyrus_ctx *ctx)
@@ -756,7 +1244,7 @@ int cmd_backup_restore(int argc, char **argv, struct cyrus_ctx *ctx)
 	const char *alt_config = NULL, *dir = BACKUP_DEFAULT_DIR;
 	const char *snap = NULL, *at = NULL;
 	char *id = NULL, *base = NULL;
-	int ch, rc = 0, verbose = 0, qlock = -1;
+	int ch, rc = 0, verbose = 0;
 
 	while ((ch = getopt_long(argc, argv, "C:nvf", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -794,32 +1282,37 @@ int cmd_backup_restore(int argc, char **argv, struct cyrus_ctx *ctx)
 	cyrus_setup(ctx, alt_config);
 	r.ctx = ctx;
 	r.cfg = ctx->cfg;
+	r.rd.fd = -1;
 	char *mbpath = config_db_path(r.cfg, "mboxlist");
-	if (!r.dry) {
-		struct procscan_hit hit;
-		const char *files[] = { mbpath };
-		if (procscan_find_server(config_filename(r.cfg), files, 1,
-					 &hit) == 1) {
-			log_error("a Cyrus server is running on this "
-				  "configuration (%s %ld %s): stop it first",
-				  hit.comm, (long)hit.pid, hit.why);
-			free(mbpath);
-			free(base);
-			return EX_TEMPFAIL;
-		}
-	}
+	const char *files[] = { mbpath };
+	r.live = procscan_find_server(config_filename(r.cfg), files, 1,
+				      &r.hit) == 1;
 	free(mbpath);
+	if (r.live && r.all && !r.dry) {
+		log_error("a Cyrus server is running on this configuration "
+			  "(%s %ld %s): restore --all needs a stopped one",
+			  r.hit.comm, (long)r.hit.pid, r.hit.why);
+		free(base);
+		return EX_TEMPFAIL;
+	}
 	if (backup_archive_open(dir, BACKUP_OPEN_READ, &r.ar, &err) < 0 ||
 	    pick_snapshot(&r, dir, snap, at, &id, &err) < 0)
 		goto fatal;
 	char *mp = backup_manifest_path(r.ar, id);
-	int lr = backup_manifest_load(mp, &r.m, &err);
+	int lr = backup_manifest_open(mp, &r.rd, &err);
 	free(mp);
-	if (lr < 0)
+	if (lr < 0 || collect(&r, argc, argv, &err) < 0)
 		goto fatal;
-	if (backup_manifest_find(&r.m, "incomplete"))
+	if (!r.snapid)
+		r.snapid = xstrdup(id);
+	if (r.incomplete)
 		log_warn("snapshot %s is incomplete: some mailboxes failed "
 			 "when it was made", id);
+	if (!r.nwant) {
+		error_set(&err, ERR_NOINPUT, "no mailbox in snapshot %s "
+			  "matches '%s'", id, argc ? argv[0] : "*");
+		goto fatal;
+	}
 	if (mboxlist_open(r.cfg, NULL, r.dry ? 0 : CYRUSDB_CREATE, &r.ml,
 			  &err) < 0)
 		goto fatal;
@@ -828,116 +1321,74 @@ int cmd_backup_restore(int argc, char **argv, struct cyrus_ctx *ctx)
 		error_clear(&err);
 		r.qdb = NULL;
 	}
-	if (!r.dry && quota_changelock(r.cfg, &r.ml->ns, &qlock, &err) < 0)
+	if (check_targets(&r, &err) < 0)
 		goto fatal;
-
-	/* The mailboxes to restore. */
-	for (size_t i = 0; i < r.m.nrecs; i++) {
-		if (!rec_is(&r, i, "mailbox"))
-			continue;
-		if (r.nblocks)
-			r.blocks[r.nblocks - 1].last = i;
-		const char *name = field(&r, i, 1);
-		bool want = r.all;
-		for (int k = 0; k < argc && !want; k++)
-			want = backupcmd_match(argv[k], name);
-		if (want && r.as && strcmp(name, r.base) &&
-		    (strncmp(name, r.base, strlen(r.base)) ||
-		     name[strlen(r.base)] != '.')) {
-			error_set(&err, ERR_USAGE, "'%s' is not '%s' or "
-				  "below it: --as cannot rename it", name,
-				  r.base);
-			goto fatal;
-		}
-		r.blocks = xrealloc(r.blocks, (r.nblocks + 1) *
-					      sizeof(*r.blocks));
-		r.blocks[r.nblocks].name = name;
-		r.blocks[r.nblocks].first = i;
-		r.blocks[r.nblocks].last = r.m.nrecs;
-		r.blocks[r.nblocks].target = want ? target_of(&r, name) : NULL;
-		r.nblocks++;
-	}
-	size_t nwant = 0;
-	for (size_t i = 0; i < r.nblocks; i++) {
-		struct block *b = &r.blocks[i];
-		struct mboxlist_entry *ex = NULL;
-		struct error lerr = ERROR_INIT;
-		if (!b->target)
-			continue;
-		nwant++;
-		if (mboxname_policycheck(&r.ml->ns, b->target, &err) < 0) {
-			char m[sizeof(err.msg)];
-			snprintf(m, sizeof(m), "%s", err.msg);
-			error_set(&err, ERR_DATA, "cannot restore as '%s': %s",
-				  b->target, m);
-			goto fatal;
-		}
-		if (mboxlist_lookup(r.ml, b->target, false, &ex, NULL,
-				    &lerr) == 0 && !r.force) {
-			mboxlist_entry_free(&ex);
-			error_set(&err, ERR_CANTCREAT, "mailbox '%s' exists; "
-				  "nothing restored (--force replaces it, "
-				  "--as NEWNAME restores beside it)",
-				  b->target);
-			goto fatal;
-		}
-		mboxlist_entry_free(&ex);
-	}
-	if (!nwant) {
-		error_set(&err, ERR_NOINPUT, "no mailbox in snapshot %s "
-			  "matches '%s'", id, argc ? argv[0] : "*");
-		goto fatal;
-	}
-	unsigned nerr = 0;
-	for (size_t i = 0; i < r.nblocks; i++) {
-		struct block *b = &r.blocks[i];
-		if (!b->target)
-			continue;
-		if (r.dry) {
-			unsigned long n = 0;
-			for (size_t k = b->first; k < b->last; k++)
-				n += rec_is(&r, k, "msg");
+	if (r.dry) {
+		for (size_t i = 0; i < r.nwant; i++)
 			printf("would restore %s as %s (%lu messages) from "
-			       "snapshot %s\n", b->name, b->target, n, id);
+			       "snapshot %s%s\n", r.want[i].name,
+			       r.want[i].target, r.want[i].nmsgs, id,
+			       r.live ? " beside the running server" : "");
+		goto out;
+	}
+	if (r.live)
+		log_info("a Cyrus server is running (%s %ld): restoring "
+			 "through its locks", r.hit.comm, (long)r.hit.pid);
+
+	/* The second pass: each wanted mailbox as its records come. */
+	if (backup_manifest_rewind(&r.rd, &err) < 0)
+		goto fatal;
+	size_t next = 0;
+	while (next < r.nwant && backup_manifest_next(&r.rd, &err) > 0) {
+		if (!backup_manifest_is(&r.rd, "mailbox") ||
+		    strcmp(backup_manifest_field(&r.rd, 1), r.want[next].name))
 			continue;
-		}
-		if (restore_block(&r, b, &err) < 0) {
-			log_error("cannot restore '%s': %s", b->name, err.msg);
+		if (restore_mailbox(&r, &r.want[next], &err) < 0) {
+			log_error("cannot restore '%s': %s", r.want[next].name,
+				  err.msg);
 			rc = error_exitcode(err.kind);
-			nerr++;
 			error_clear(&err);
 			break; /* the rest stays as it was */
 		}
-		/* A user's INBOX back under its own name: its user files. */
-		struct mboxname mbn;
-		struct buf u = BUF_INIT;
-		mboxname_init(&mbn);
-		mboxname_from_intname(&r.ml->ns, &mbn, b->target);
-		if (!r.as && mbn.localpart && !mbn.nboxes && !mbn.isdeleted &&
-		    mboxname_userid(&mbn, &u))
-			restore_user_files(&r, u.s, &nerr);
-		mboxname_release(&mbn);
-		buf_release(&u);
+		next++;
 	}
-	if (r.all && !r.dry && !nerr)
-		restore_server_dbs(&r, &nerr);
-	if (!r.dry && nerr && !rc)
+	if (!rc && next < r.nwant) {
+		if (!err.msg[0])
+			error_set(&err, ERR_DATA, "'%s': the manifest "
+				  "changed between its two readings",
+				  r.want[next].name);
+		goto fatal;
+	}
+	if (!rc && config_getswitch(r.cfg, "conversations"))
+		log_warn("conversations are on: the users' conversations.db "
+			 "does not count the restored messages until "
+			 "'ctl_conversationsdb -R USER' counts it again");
+	if (r.all && !rc && !r.nerr)
+		restore_server_dbs(&r);
+	if (r.nerr && !rc)
 		rc = EX_CANTCREAT;
 	goto out;
 fatal:
 	log_error("%s", err.msg);
 	rc = error_exitcode(err.kind);
 out:
-	for (size_t i = 0; i < r.nblocks; i++)
-		free(r.blocks[i].target);
-	free(r.blocks);
+	for (size_t i = 0; i < r.nwant; i++) {
+		free(r.want[i].name);
+		free(r.want[i].target);
+	}
+	free(r.want);
+	for (size_t i = 0; i < r.nkept; i++)
+		for (size_t k = 0; k < KEPT_FIELDS; k++)
+			free(r.kept[i].f[k]);
+	free(r.kept);
 	made_clear(&r, false);
 	free(r.made);
-	quota_changelock_release(&qlock);
+	free(r.dirs);
 	quotadb_close(&r.qdb);
 	mboxlist_close(&r.ml);
-	backup_manifest_release(&r.m);
+	backup_manifest_close(&r.rd);
 	backup_archive_close(&r.ar);
+	free(r.snapid);
 	free(id);
 	free(base);
 	return rc;

@@ -8,11 +8,13 @@
 #   bench/backup.sh [NMSGS]     messages in the store, default 100000; one
 #                               mailbox (user.big) gets NMSGS/10 of them
 #                               (10000 by default), the rest go to 20 users
+#   CYRUS_BIN=PATH              the cyrus binary to measure (default
+#                               bin/cyrus): compare two builds on one machine
 # Run as root (the private master binds as root and becomes cyrus).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-100000}
-OURS=$top/bin/cyrus
+OURS=${CYRUS_BIN:-$top/bin/cyrus}
 [ -x "$OURS" ] || { echo "bench: build first (make)"; exit 69; }
 command -v /usr/bin/time >/dev/null ||
 	{ echo "bench: needs /usr/bin/time (Debian package time)"; exit 69; }
@@ -39,7 +41,7 @@ run() { # LABEL CMD...: sets T (seconds) and M (peak KB)
 	fi
 	read -r T M <"$work/time"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) b = 0.005; printf "%.1f", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) b = 0.005; printf "%.2f", a / b }'; }
 
 # Bulk delivery over one LMTP connection: message I goes to user.big if
 # I % 10 == 0, else to u(I % 20).
@@ -81,6 +83,14 @@ run create1 "$OURS" backup create -C "$CYR_CONF" "$B"
 t1=$T
 arch1=$(find "$B" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 disk1=$(du -sk "$B" | cut -f1)
+# Where the bytes are: messages (packs, or loose in format 1), their
+# indexes, the other files, the manifests.
+parts1=$(find "$B" -type f -printf '%P %s\n' | awk '
+	$1 ~ /^packs\/.*\.tar\.gz$/ || $1 ~ /^messages\// { m += $2; next }
+	$1 ~ /^packs\/.*\.idx\.gz$/ { i += $2; next }
+	$1 ~ /^files\// { f += $2; next }
+	$1 ~ /^snapshots\// { s += $2 }
+	END { printf "messages %d, pack indexes %d, files %d, manifests %d", m, i, f, s }')
 printf '%-44s %8ss %8sKB %12s\n' "backup create, first (server running)" "$T" "$M" "$arch1"
 
 instance_pause
@@ -113,4 +123,5 @@ echo
 echo "first snapshot / tar -czf time:        $(ratio "$t1" "$tt")  (target <= 1)"
 echo "first / second snapshot time:          $(ratio "$t1" "$t2")  (target >= 20)"
 echo "archive after first / tar.gz size:     $(ratio "$arch1" "$tarsz")  (target <= 1; file bytes)"
-echo "archive disk use after first:          ${disk1} KB (du -sk: one small file per message)"
+echo "  of which:                            $parts1"
+echo "archive disk use after first:          ${disk1} KB (du -sk)"

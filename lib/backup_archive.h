@@ -1,13 +1,19 @@
 /*
  * backup_archive.h: the backup archive directory (doc/backup-format.md):
- * its lock, its content-addressed gzip objects and its snapshot list.
+ * its lock, its content-addressed objects and its snapshot list.
  *
- * Objects are named by the SHA-1 of their uncompressed content and live
- * in DIR/messages/ab/SHA1.gz or DIR/files/ab/SHA1.gz. New objects are
- * written to DIR/tmp, made durable in batches (syncfs) and only then
- * renamed to their names, so an object under its name is always whole.
- * backup_archive_sync() flushes the batch; call it before writing a
- * manifest that names the objects.
+ * Objects are named by the SHA-1 of their uncompressed content. Messages
+ * go into pack files, DIR/packs/ID.tar.gz (a ustar stream of members
+ * named by their SHA-1, compressed as a series of gzip members), each with
+ * its index DIR/packs/ID.idx.gz; other files are single gzip files
+ * DIR/files/ab/SHA1.gz. Format 1 archives also have loose messages in
+ * DIR/messages/ab/SHA1.gz; they are still read.
+ *
+ * New objects are written to DIR/tmp and only put in place when whole and
+ * durable: loose ones in batches (syncfs, rename), a pack when it is full
+ * or at backup_archive_sync() (fsync, rename, then its index the same
+ * way). Call backup_archive_sync() before writing a manifest that names
+ * the objects.
  *
  * lib/ conventions: 0 or -1 with err filled; nothing prints.
  */
@@ -21,8 +27,11 @@
 
 struct buf;
 struct error;
+struct backup_shaset;
 
-#define BACKUP_FORMAT_VERSION 1
+/* New archives are format 2 (packs); format 1 archives are read, and
+ * become format 2 when create first adds a pack to one. */
+#define BACKUP_FORMAT_VERSION 2
 #define BACKUP_SHA1_HEX 41 /* 40 digits and the NUL */
 
 enum backup_kind { BACKUP_MESSAGES, BACKUP_FILES };
@@ -36,6 +45,7 @@ enum backup_open_mode {
 };
 
 struct backup_pending;
+struct backup_packs;
 
 struct backup_archive {
 	char *dir;
@@ -53,6 +63,8 @@ struct backup_archive {
 	/* Counters of objects this handle added (or would add, dry). */
 	unsigned long new_objects;
 	uint64_t new_bytes; /* compressed bytes written */
+	int format;         /* of the archive: 1 until it has a pack */
+	struct backup_packs *packs; /* the pack indexes, writer and reader */
 };
 
 /*
@@ -67,7 +79,12 @@ int backup_archive_open(const char *dir, enum backup_open_mode mode,
 /* Removes what is left in tmp/ of this handle, unlocks, frees. */
 void backup_archive_close(struct backup_archive **ar);
 
-/* DIR/messages/ab/SHA1.gz into out (appended). */
+/*
+ * Where the object is, for messages (appended to out): DIR/packs/ID.tar.gz:
+ * SHA1 for a packed message, DIR/packs/(none):SHA1 for a message in no
+ * pack of a format 2 archive, else the loose file DIR/messages/ab/SHA1.gz
+ * or DIR/files/ab/SHA1.gz (whether it exists or not).
+ */
 void backup_object_path(const struct backup_archive *ar,
 			enum backup_kind kind, const char *sha1,
 			struct buf *out);
@@ -122,7 +139,8 @@ int backup_object_put_parts(struct backup_archive *ar, enum backup_kind kind,
 void backup_sha1_hex(const void *data, size_t len,
 		     char out[BACKUP_SHA1_HEX]);
 
-/* Renames the pending objects into place after making them durable. */
+/* Renames the pending objects into place after making them durable, and
+ * finishes the pack being written (a sticky error if one failed). */
 int backup_archive_sync(struct backup_archive *ar, struct error *err);
 
 /*
@@ -145,6 +163,62 @@ int backup_object_extract(const struct backup_archive *ar,
 /* A path in tmp/ for the caller's work files (malloc'd, caller frees);
  * removed at close. */
 char *backup_archive_tmpname(struct backup_archive *ar, const char *tag);
+
+/* ---- packs ---- */
+
+/*
+ * A gzip member of a pack holds about BACKUP_MEMBER_SIZE bytes of tar
+ * stream (whole tar members; a large message makes a larger one); a pack
+ * is closed when it passes BACKUP_PACK_SIZE compressed bytes.
+ * CYRUS_BACKUP_MEMBER_SIZE and CYRUS_BACKUP_PACK_SIZE in the environment
+ * override them (tests). Members are compressed by one thread per CPU (at
+ * most 4) while the caller reads on; CYRUS_BACKUP_THREADS=N sets the
+ * number (0: the caller compresses).
+ */
+#define BACKUP_MEMBER_SIZE (1u << 20)
+#define BACKUP_PACK_SIZE (128u << 20)
+
+/* The packs found at open: those with an index, readable or not (a pack
+ * without an index is unfinished: not one of them). */
+size_t backup_pack_count(const struct backup_archive *ar);
+/* Pack i's name (DIR/packs/ID.tar.gz) into out (appended). */
+void backup_pack_path(const struct backup_archive *ar, size_t i,
+		      struct buf *out);
+/*
+ * Checks pack i: its index was read and is intact, the pack file is there
+ * with the size the index gives, and (full) the SHA-1 of the pack file is
+ * its name (a damaged byte anywhere, even outside every message). ERR_DATA
+ * or ERR_NOINPUT naming the file.
+ */
+int backup_pack_check(const struct backup_archive *ar, size_t i, bool full,
+		      struct error *err);
+
+struct backup_prune_stats {
+	unsigned long removed;   /* packs removed: nothing in them is kept */
+	unsigned long rewritten; /* packs rewritten with the kept messages */
+	unsigned long objects;   /* messages dropped from packs */
+	uint64_t bytes;          /* pack bytes freed (estimated when dry) */
+	unsigned long skipped;   /* packs left alone: index or pack damaged */
+};
+
+/*
+ * prune's part for packs (ar opened with BACKUP_OPEN_PRUNE): a pack none
+ * of whose messages is in keep is removed (index first, then the pack); a
+ * pack whose messages not in keep make up more than max_unused percent of
+ * its bytes is rewritten with the others (new pack and index in tmp/,
+ * fsynced, every message of the new pack read back and checked, renamed
+ * in, the directory fsynced, and only then the old index and pack
+ * removed). A message held by two packs (a rewrite cut short) counts for
+ * one only, the one with the larger share of kept bytes. dry: only
+ * counts. A pack whose index is damaged, or whose file is missing or of
+ * the wrong size, is left alone (counted in skipped), unless every kept
+ * message it names is in a sound pack too (create stored it again): then
+ * it is removed.
+ */
+int backup_packs_prune(struct backup_archive *ar,
+		       const struct backup_shaset *keep, unsigned max_unused,
+		       bool dry, struct backup_prune_stats *st,
+		       struct error *err);
 
 /* ---- snapshots ---- */
 

@@ -141,6 +141,8 @@ void backup_manifest_abort(struct backup_manifest_writer *w)
 
 /* ---- reading ---- */
 
+#define RBUF_SIZE 65536
+
 static int unhex(int c)
 {
 	if (c >= '0' && c <= '9')
@@ -187,132 +189,414 @@ static long unescape(char *s, size_t len)
 	return (long)o;
 }
 
-static void add_field(struct backup_manifest *m, char *f, size_t len)
+static int read_at(int fd, void *p, size_t len, uint64_t off)
 {
-	if (m->nfields == m->afields) {
-		m->afields = m->afields ? 2 * m->afields : 256;
-		m->fields = xrealloc(m->fields, m->afields * sizeof(char *));
-		m->lens = xrealloc(m->lens, m->afields * sizeof(size_t));
-	}
-	m->fields[m->nfields] = f;
-	m->lens[m->nfields++] = len;
-}
-
-static int read_all(const char *path, char **data_r, size_t *len_r,
-		    struct error *err)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0)
-		return error_sys(err, error_kind_from_errno(errno), errno,
-				 "cannot open '%s'", path);
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		return error_sys(err, ERR_IO, errno, "cannot stat '%s'", path);
-	}
-	size_t len = (size_t)st.st_size, got = 0;
-	char *data = xmalloc(len + 1);
+	size_t got = 0;
 	while (got < len) {
-		ssize_t n = read(fd, data + got, len - got);
+		ssize_t n = pread(fd, (char *)p + got, len - got,
+				  (off_t)(off + got));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			int e = n < 0 ? errno : EIO;
-			free(data);
-			close(fd);
-			return error_sys(err, ERR_IO, e, "cannot read '%s'",
-					 path);
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = EIO; /* shorter than fstat said */
+			return -1;
 		}
 		got += (size_t)n;
 	}
-	close(fd);
-	data[len] = '\0';
-	*data_r = data;
-	*len_r = len;
 	return 0;
+}
+
+static void digest_hex(void *ctx, char hex[41])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	hex20(md, hex);
+}
+
+static void *sha1_new(void)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL))
+		BUG("cannot set up SHA-1");
+	return ctx;
+}
+
+/* The first pass: the end line, and the SHA-1 of what comes before. */
+static int check_sum(struct backup_manifest_reader *rd, struct error *err)
+{
+	const size_t endlen = 4 + 40 + 1;
+	struct stat st;
+	char tail[4 + 40 + 2];
+	if (fstat(rd->fd, &st) < 0)
+		return error_sys(err, ERR_IO, errno, "cannot stat '%s'",
+				 rd->path);
+	uint64_t size = (uint64_t)st.st_size;
+	size_t tl = size > endlen ? endlen + 1 : (size_t)size;
+	if (tl && read_at(rd->fd, tail, tl, size - tl) < 0)
+		return error_sys(err, ERR_IO, errno, "cannot read '%s'",
+				 rd->path);
+	const char *e = tail + tl - (tl > endlen ? endlen : tl);
+	if (size < endlen || tail[tl - 1] != '\n' || memcmp(e, "end\t", 4) ||
+	    (size > endlen && tail[0] != '\n'))
+		return error_set(err, ERR_DATA, "'%s': damaged: no end line "
+				 "(truncated?)", rd->path);
+	memcpy(rd->sum, e + 4, 40);
+	rd->sum[40] = '\0';
+	rd->body = size - endlen;
+
+	void *ctx = sha1_new();
+	int r = 0;
+	for (uint64_t off = 0; off < rd->body;) {
+		size_t n = rd->body - off < RBUF_SIZE ? (size_t)(rd->body - off)
+						      : RBUF_SIZE;
+		if (read_at(rd->fd, rd->rbuf, n, off) < 0) {
+			r = error_sys(err, ERR_IO, errno, "cannot read '%s'",
+				      rd->path);
+			break;
+		}
+		EVP_DigestUpdate(ctx, rd->rbuf, n);
+		off += n;
+	}
+	char hex[41];
+	digest_hex(ctx, hex);
+	EVP_MD_CTX_free(ctx);
+	if (r == 0 && strcmp(hex, rd->sum))
+		r = error_set(err, ERR_DATA, "'%s': damaged: checksum mismatch",
+			      rd->path);
+	return r;
+}
+
+/* The next line of the body into rd->line (without its LF): 1, 0 at the
+ * end of the body, -1 on error. */
+static int read_line(struct backup_manifest_reader *rd, struct error *err)
+{
+	buf_reset(&rd->line);
+	if (rd->pos + rd->roff >= rd->body)
+		return 0;
+	for (;;) {
+		if (rd->roff == rd->rlen) {
+			rd->pos += rd->rlen;
+			rd->rlen = rd->roff = 0;
+			uint64_t left = rd->body - rd->pos;
+			size_t n = left < RBUF_SIZE ? (size_t)left : RBUF_SIZE;
+			if (!n)
+				break; /* a last line without LF */
+			if (read_at(rd->fd, rd->rbuf, n, rd->pos) < 0)
+				return error_sys(err, ERR_IO, errno,
+						 "cannot read '%s'", rd->path);
+			EVP_DigestUpdate(rd->md, rd->rbuf, n);
+			rd->rlen = n;
+		}
+		char *p = rd->rbuf + rd->roff;
+		char *nl = memchr(p, '\n', rd->rlen - rd->roff);
+		size_t n = nl ? (size_t)(nl - p) : rd->rlen - rd->roff;
+		buf_add(&rd->line, p, n);
+		rd->roff += n + (nl ? 1 : 0);
+		if (nl)
+			break;
+	}
+	buf_grow(&rd->line, 1);
+	rd->line.s[rd->line.len] = '\0';
+	if (rd->pos + rd->roff >= rd->body) {
+		/* All of the body went through the hash again. */
+		char hex[41];
+		digest_hex(rd->md, hex);
+		if (strcmp(hex, rd->sum))
+			return error_set(err, ERR_DATA, "'%s' changed while it "
+					 "was read", rd->path);
+	}
+	return 1;
+}
+
+/* Splits and unescapes rd->line into fields. */
+static int split_line(struct backup_manifest_reader *rd, struct error *err)
+{
+	char *f = rd->line.s, *end = rd->line.s + rd->line.len;
+	rd->nfields = 0;
+	for (;;) {
+		char *tab = memchr(f, '\t', (size_t)(end - f));
+		size_t fl = tab ? (size_t)(tab - f) : (size_t)(end - f);
+		long ul = unescape(f, fl);
+		if (ul < 0)
+			return error_set(err, ERR_DATA, "'%s': damaged: bad "
+					 "escape in record %lu", rd->path,
+					 rd->recno);
+		if (rd->nfields == rd->afields) {
+			rd->afields = rd->afields ? 2 * rd->afields : 16;
+			rd->fields = xrealloc(rd->fields,
+					      rd->afields * sizeof(char *));
+			rd->lens = xrealloc(rd->lens,
+					    rd->afields * sizeof(size_t));
+		}
+		rd->fields[rd->nfields] = f;
+		rd->lens[rd->nfields++] = (size_t)ul;
+		if (!tab)
+			break;
+		f = tab + 1;
+	}
+	return 0;
+}
+
+int backup_manifest_rewind(struct backup_manifest_reader *rd,
+			   struct error *err)
+{
+	if (rd->md)
+		EVP_MD_CTX_free(rd->md);
+	rd->md = sha1_new();
+	rd->pos = rd->rlen = rd->roff = 0;
+	rd->recno = 1;
+	rd->again = rd->at_end = false;
+	int r = read_line(rd, err);
+	if (r < 0)
+		return -1;
+	if (r == 0 || split_line(rd, err) < 0 || rd->nfields < 2 ||
+	    strcmp(rd->fields[0], BACKUP_MANIFEST_MAGIC)) {
+		error_clear(err);
+		return error_set(err, ERR_DATA, "'%s': not a backup manifest",
+				 rd->path);
+	}
+	rd->version = (unsigned)strtoul(rd->fields[1], NULL, 10);
+	if (rd->version != 1)
+		return error_set(err, ERR_DATA, "'%s': manifest format %s is "
+				 "not supported (this tool reads 1)", rd->path,
+				 rd->fields[1]);
+	return 0;
+}
+
+int backup_manifest_open(const char *path, struct backup_manifest_reader *rd,
+			 struct error *err)
+{
+	memset(rd, 0, sizeof(*rd));
+	buf_init(&rd->line);
+	rd->path = xstrdup(path);
+	rd->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rd->fd < 0) {
+		error_sys(err, error_kind_from_errno(errno), errno,
+			  "cannot open '%s'", path);
+		backup_manifest_close(rd);
+		return -1;
+	}
+	rd->rbuf = xmalloc(RBUF_SIZE);
+	if (check_sum(rd, err) < 0 || backup_manifest_rewind(rd, err) < 0) {
+		backup_manifest_close(rd);
+		return -1;
+	}
+	return 0;
+}
+
+int backup_manifest_next(struct backup_manifest_reader *rd,
+			 struct error *err)
+{
+	if (rd->again) {
+		rd->again = false;
+		return rd->at_end ? 0 : 1;
+	}
+	if (rd->at_end)
+		return 0;
+	int r = read_line(rd, err);
+	if (r <= 0) {
+		rd->at_end = r == 0;
+		rd->nfields = 0;
+		return r;
+	}
+	rd->recno++;
+	return split_line(rd, err) < 0 ? -1 : 1;
+}
+
+void backup_manifest_unread(struct backup_manifest_reader *rd)
+{
+	rd->again = true;
+}
+
+void backup_manifest_close(struct backup_manifest_reader *rd)
+{
+	/* A zeroed reader was never opened: its fd 0 is not ours. */
+	if (rd->path && rd->fd >= 0)
+		close(rd->fd);
+	rd->fd = -1;
+	if (rd->md)
+		EVP_MD_CTX_free(rd->md);
+	rd->md = NULL;
+	free(rd->path);
+	free(rd->rbuf);
+	free(rd->fields);
+	free(rd->lens);
+	buf_release(&rd->line);
+	memset(rd, 0, sizeof(*rd));
+	rd->fd = -1;
+}
+
+size_t backup_manifest_nfields(const struct backup_manifest_reader *rd)
+{
+	return rd->nfields;
+}
+
+const char *backup_manifest_field(const struct backup_manifest_reader *rd,
+				  size_t i)
+{
+	return i < rd->nfields ? rd->fields[i] : "";
+}
+
+size_t backup_manifest_flen(const struct backup_manifest_reader *rd,
+			    size_t i)
+{
+	return i < rd->nfields ? rd->lens[i] : 0;
+}
+
+bool backup_manifest_is(const struct backup_manifest_reader *rd,
+			const char *type)
+{
+	return rd->nfields && !strcmp(rd->fields[0], type);
+}
+
+uint64_t backup_manifest_num(const struct backup_manifest_reader *rd,
+			     size_t i)
+{
+	return strtoull(backup_manifest_field(rd, i), NULL, 10);
+}
+
+/* ---- mailbox order, and a second manifest alongside ---- */
+
+/* One byte of the database name for byte c of an internal name; the
+ * domain (before a '!') is literal. */
+static unsigned char db_byte(unsigned char c, bool *in_domain)
+{
+	if (*in_domain) {
+		if (c != '!')
+			return c;
+		*in_domain = false;
+		return 0x1d;
+	}
+	if (c == '.')
+		return 0x1f;
+	if (c == '^')
+		return '.';
+	return c;
+}
+
+int backup_manifest_mbox_cmp(const char *a, const char *b)
+{
+	bool da = strchr(a, '!') != NULL, db = strchr(b, '!') != NULL;
+	for (;; a++, b++) {
+		if (!*a || !*b)
+			return (*a != 0) - (*b != 0);
+		unsigned char x = db_byte((unsigned char)*a, &da);
+		unsigned char y = db_byte((unsigned char)*b, &db);
+		if (x != y)
+			return x < y ? -1 : 1;
+	}
+}
+
+int backup_side_open(struct backup_manifest_side *s, const char *path,
+		     struct error *err)
+{
+	memset(s, 0, sizeof(*s));
+	s->rd.fd = -1;
+	if (backup_manifest_open(path, &s->rd, err) < 0)
+		return -1;
+	s->ok = true;
+	return 0;
+}
+
+bool backup_side_seek(struct backup_manifest_side *s, const char *name)
+{
+	struct error err = ERROR_INIT;
+	while (s->ok) {
+		if (backup_manifest_next(&s->rd, &err) <= 0) {
+			s->ok = false;
+			break;
+		}
+		if (!backup_manifest_is(&s->rd, "mailbox"))
+			continue;
+		int c = backup_manifest_mbox_cmp(
+			backup_manifest_field(&s->rd, 1), name);
+		if (c == 0)
+			return true;
+		if (c > 0) {
+			backup_manifest_unread(&s->rd);
+			return false;
+		}
+	}
+	return false;
+}
+
+int backup_side_next(struct backup_manifest_side *s)
+{
+	struct error err = ERROR_INIT;
+	if (!s->ok)
+		return 0;
+	if (backup_manifest_next(&s->rd, &err) <= 0) {
+		s->ok = false;
+		return 0;
+	}
+	if (backup_manifest_is(&s->rd, "mailbox")) {
+		backup_manifest_unread(&s->rd);
+		return 0;
+	}
+	return 1;
+}
+
+void backup_side_close(struct backup_manifest_side *s)
+{
+	backup_manifest_close(&s->rd);
+	s->ok = false;
+}
+
+/* ---- a whole manifest in memory ---- */
+
+static void load_record(struct backup_manifest *m,
+			const struct backup_manifest_reader *rd,
+			struct buf *data, size_t **offs)
+{
+	if (m->nrecs == m->arecs) {
+		m->arecs = m->arecs ? 2 * m->arecs : 64;
+		m->recs = xrealloc(m->recs, m->arecs * sizeof(*m->recs));
+	}
+	struct backup_rec *r = &m->recs[m->nrecs++];
+	r->first = m->nfields;
+	r->n = rd->nfields;
+	for (size_t i = 0; i < rd->nfields; i++) {
+		if (m->nfields == m->afields) {
+			m->afields = m->afields ? 2 * m->afields : 256;
+			*offs = xrealloc(*offs, m->afields * sizeof(size_t));
+			m->lens = xrealloc(m->lens,
+					   m->afields * sizeof(size_t));
+		}
+		(*offs)[m->nfields] = data->len;
+		m->lens[m->nfields++] = rd->lens[i];
+		buf_add(data, rd->fields[i], rd->lens[i]);
+		buf_addch(data, '\0');
+	}
 }
 
 int backup_manifest_load(const char *path, struct backup_manifest *m,
 			 struct error *err)
 {
+	struct backup_manifest_reader rd;
+	struct buf data = BUF_INIT;
+	size_t *offs = NULL;
+	int r;
 	memset(m, 0, sizeof(*m));
-	if (read_all(path, &m->data, &m->len, err) < 0)
+	if (backup_manifest_open(path, &rd, err) < 0)
 		return -1;
-
-	/* The end line: "end\t<40 hex>\n" at the very end. */
-	const size_t endlen = 4 + 40 + 1;
-	char *d = m->data;
-	if (m->len < endlen || d[m->len - 1] != '\n' ||
-	    memcmp(d + m->len - endlen, "end\t", 4) ||
-	    (m->len > endlen && d[m->len - endlen - 1] != '\n')) {
-		error_set(err, ERR_DATA, "'%s': damaged: no end line "
-			  "(truncated?)", path);
-		goto bad;
-	}
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char hex[41];
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL))
-		BUG("cannot set up SHA-1");
-	EVP_DigestUpdate(ctx, d, m->len - endlen);
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	hex20(md, hex);
-	if (memcmp(hex, d + m->len - endlen + 4, 40)) {
-		error_set(err, ERR_DATA, "'%s': damaged: checksum mismatch",
-			  path);
-		goto bad;
-	}
-
-	size_t body = m->len - endlen;
-	size_t pos = 0;
-	while (pos < body) {
-		char *line = d + pos;
-		char *nl = memchr(line, '\n', body - pos);
-		size_t ll = nl ? (size_t)(nl - line) : body - pos;
-		pos += ll + 1;
-		line[ll] = '\0';
-		if (m->nrecs == m->arecs) {
-			m->arecs = m->arecs ? 2 * m->arecs : 64;
-			m->recs = xrealloc(m->recs,
-					   m->arecs * sizeof(*m->recs));
-		}
-		struct backup_rec *r = &m->recs[m->nrecs++];
-		r->first = m->nfields;
-		char *f = line;
-		for (;;) {
-			char *tab = strchr(f, '\t');
-			size_t fl = tab ? (size_t)(tab - f) : strlen(f);
-			long ul = unescape(f, fl);
-			if (ul < 0) {
-				error_set(err, ERR_DATA, "'%s': damaged: bad "
-					  "escape in record %zu", path,
-					  m->nrecs);
-				goto bad;
-			}
-			add_field(m, f, (size_t)ul);
-			if (!tab)
-				break;
-			f = tab + 1;
-		}
-		r->n = m->nfields - r->first;
-	}
-	if (!m->nrecs || strcmp(m->fields[0], BACKUP_MANIFEST_MAGIC) ||
-	    m->recs[0].n < 2) {
-		error_set(err, ERR_DATA, "'%s': not a backup manifest", path);
-		goto bad;
-	}
-	m->version = (unsigned)strtoul(m->fields[1], NULL, 10);
-	if (m->version != 1) {
-		error_set(err, ERR_DATA, "'%s': manifest format %s is not "
-			  "supported (this tool reads 1)", path, m->fields[1]);
-		goto bad;
+	m->version = rd.version;
+	load_record(m, &rd, &data, &offs); /* the first line */
+	while ((r = backup_manifest_next(&rd, err)) > 0)
+		load_record(m, &rd, &data, &offs);
+	backup_manifest_close(&rd);
+	m->data = buf_detach(&data, &m->len);
+	m->fields = xmalloc((m->nfields ? m->nfields : 1) * sizeof(char *));
+	for (size_t i = 0; i < m->nfields; i++)
+		m->fields[i] = m->data + offs[i];
+	free(offs);
+	if (r < 0) {
+		backup_manifest_release(m);
+		return -1;
 	}
 	return 0;
-bad:
-	backup_manifest_release(m);
-	return -1;
 }
 
 void backup_manifest_release(struct backup_manifest *m)

@@ -9,6 +9,7 @@ int error_set(struct error *err, enum error_kind kind, const char *fmt, ...)
 	if (!err)
 		return -1;
 	err->kind = kind;
+	err->errnum = 0;
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
@@ -22,6 +23,7 @@ int error_sys(struct error *err, enum error_kind kind, int errnum,
 	if (!err)
 		return -1;
 	err->kind = kind;
+	err->errnum = errnum;
 	va_start(ap, fmt);
 	int n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
@@ -60,6 +62,7 @@ void error_clear(struct error *err)
 {
 	err->kind = ERR_NONE;
 	err->msg[0] = '\0';
+	err->errnum = 0;
 }
 
 int error_exitcode(enum error_kind kind)

@@ -29,9 +29,10 @@ enum error_kind {
 struct error {
 	enum error_kind kind;
 	char msg[1024];
+	int errnum;   /* error_sys's errno (0 otherwise): ENOSPC ... */
 };
 
-#define ERROR_INIT { ERR_NONE, "" }
+#define ERROR_INIT { ERR_NONE, "", 0 }
 
 /* Fills err (if not NULL) and returns -1. */
 int error_set(struct error *err, enum error_kind kind, const char *fmt, ...)

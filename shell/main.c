@@ -37,7 +37,8 @@ static const struct command commands[] = {
 	  "       cyrus backup restore [-C altconfig] [DIR] [--snapshot ID|"
 	  "--at TIME]\n"
 	  "              [--as NEWNAME] [--force] [-n] [-v] --all|PATTERN...\n"
-	  "       cyrus backup prune [DIR] --keep N|--keep-days D [-n] [-v]\n"
+	  "       cyrus backup prune [DIR] --keep N|--keep-days D "
+	  "[--max-unused PCT] [-n] [-v]\n"
 	  "\n"
 	  "DIR (default /var/backup/cyrus) is told from a PATTERN by its '/'. "
 	  "The\n"
@@ -61,10 +62,11 @@ static const struct command commands[] = {
 	  "SHA-1, size,\n"
 	  "         manifest checksums; names what is damaged; exit 65 if "
 	  "anything is\n"
-	  "restore  into a stopped store (refuses while a server runs); "
-	  "refuses an\n"
-	  "         existing mailbox unless --force; --as restores NAME (with "
-	  "NAME.*\n"
+	  "restore  into a stopped store, or beside a running server into "
+	  "free names\n"
+	  "         (through its locks); refuses an existing mailbox unless "
+	  "--force\n"
+	  "         (server stopped); --as restores NAME (with NAME.*\n"
 	  "         also its children) under NEWNAME with a new uniqueid; "
 	  "--at takes\n"
 	  "         the newest snapshot not newer than TIME (UTC: YYYY-MM-DD"
@@ -75,7 +77,9 @@ static const struct command commands[] = {
 	  "prune    keeps the newest N snapshots (or those of the last D days, "
 	  "and\n"
 	  "         always the newest), then removes objects no kept snapshot "
-	  "needs\n" },
+	  "needs;\n"
+	  "         a pack is rewritten once more than PCT% (default 5) of it "
+	  "is unused\n" },
 	{ "ctl_cyrusdb", { "cyrusdb", NULL }, cmd_ctl_cyrusdb,
 	  CMD_CONFIG | CMD_AS_CYRUS | CMD_WRITES,
 	  "checkpoint (archive) or recover the cyrus databases",

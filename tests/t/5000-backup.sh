@@ -7,8 +7,13 @@ test_have_prereq ROOT || test_skip_all 'needs root (the private Cyrus)'
 instance_start || test_skip_all 'cannot start a private Cyrus'
 
 export CYRUS_TOOLKIT_NOSYNC=1
-# Small parts, so that cyrus.cache and cyrus.index are stored in parts.
+# Small parts, so that cyrus.cache and cyrus.index are stored in parts;
+# small gzip members and packs, so that a pack has several members and a
+# run several packs.
 export CYRUS_BACKUP_PART_SIZE=1024
+export CYRUS_BACKUP_MEMBER_SIZE=4096
+export CYRUS_BACKUP_PACK_SIZE=6000
+command -v strace >/dev/null && test_set_prereq STRACE
 B=$TEST_SCRATCH/archive
 C="-C $CYR_CONF"
 
@@ -39,6 +44,16 @@ test_must_be_empty()
 	fi
 }
 obj() { echo "$B/$1/${2:0:2}/$2.gz"; }
+# The index and the pack that hold message SHA1.
+idx_of() { zgrep -l "^$1	" "$B"/packs/*.idx.gz; }
+pack_of() { local i; i=$(idx_of "$1") && echo "${i%.idx.gz}.tar.gz"; }
+# Where the gzip member of message SHA1 starts in its pack.
+member_of() { zcat "$(idx_of "$1")" | awk -F'\t' -v s="$1" '$1==s {print $2}'; }
+flip() { # FILE OFFSET: one byte inverted
+	/usr/bin/python3 -c 'import sys
+f = open(sys.argv[1], "r+b"); o = int(sys.argv[2]); f.seek(o); b = f.read(1)
+f.seek(o); f.write(bytes([b[0] ^ 255]))' "$1" "$2"
+}
 # The SHA-1 of message UID of MAILBOX in the newest snapshot.
 msg_sha()
 {
@@ -91,11 +106,13 @@ test_expect_success 'create while lmtpd delivers and imapd flags' '
 
 test_expect_success 'a quiet store: the second run writes only a manifest' '
 	cyrus backup create $C "$B" &&
-	(cd "$B" && find messages files -type f | sort) >objs1 &&
+	(cd "$B" && find packs files -type f | sort) >objs1 &&
+	grep -q "^packs/.*\.tar\.gz\$" objs1 &&
+	test_path_is_missing "$B/messages" &&
 	ls "$B/snapshots" >snaps1 &&
 	cyrus backup create $C "$B" >out 2>err &&
 	test_must_be_empty out && test_must_be_empty err &&
-	(cd "$B" && find messages files -type f | sort) >objs2 &&
+	(cd "$B" && find packs files -type f | sort) >objs2 &&
 	ls "$B/snapshots" >snaps2 &&
 	test_cmp objs1 objs2 &&
 	test $(wc -l <snaps2) = $(( $(wc -l <snaps1) + 1 )) &&
@@ -145,13 +162,35 @@ time.sleep(5)" "$B/lock" &
 	kill $holder && wait $holder 2>/dev/null; true
 '
 
-test_expect_success 'one message out with tar, gunzip and sha1sum alone' '
+test_expect_success 'the archive is format 2, in packs of several members' '
+	test "$(cat "$B/FORMAT")" = "cyrus-backup 2" &&
+	test $(ls "$B"/packs/*.tar.gz | wc -l) -ge 2 &&
+	test $(ls "$B"/packs/*.tar.gz | wc -l) = $(ls "$B"/packs/*.idx.gz | wc -l) &&
+	for i in "$B"/packs/*.idx.gz; do
+		p=${i%.idx.gz}.tar.gz &&
+		zcat "$i" | head -n 1 | grep -q "^cyrus-backup-pack	1\$" &&
+		test "$(zcat "$i" | head -n -1 | sha1sum | cut -c1-40)" = \
+			"$(zcat "$i" | tail -n 1 | cut -f2)" &&
+		test "$(sha1sum <"$p" | cut -c1-40)" = "$(basename "$i" .idx.gz)" || return 1
+	done &&
+	i=$(ls -S "$B"/packs/*.idx.gz | head -n 1) &&
+	test $(zcat "$i" | awk -F"\t" "length(\$1)==40 {print \$2}" | sort -u | wc -l) -ge 2
+'
+
+test_expect_success 'one message out with tar, gzip and sha1sum alone' '
 	s=$(msg_sha user.bob 2) &&
 	test -n "$s" &&
+	test $(idx_of $s | wc -l) = 1 &&
+	p=$(pack_of $s) &&
+	zcat "$p" | tar -t >members &&
+	grep -qx "$s" members &&
+	! grep -v "^[0-9a-f]\{40\}\$" members &&
+	tar -xzf "$p" "$s" &&
+	echo "$s  $s" | sha1sum -c - &&
+	grep -q "^Subject: report with attachment" "$s" &&
 	(cd "$B" && tar -cf "$TEST_SCRATCH/b.tar" .) &&
-	tar -xOf b.tar "./messages/${s:0:2}/$s.gz" | gunzip >2.eml &&
-	echo "$s  2.eml" | sha1sum -c - &&
-	grep -q "^Subject: report with attachment" 2.eml &&
+	tar -xOf b.tar "./packs/${p##*/}" | tar -xzO -f - "$s" >2.eml &&
+	cmp 2.eml "$s" &&
 	awk -F"\t" "\$1==\"mailbox\"{mb=\$2} \$1==\"file\"{f=(mb==\"user.bob\" && \$2==\"cyrus.cache\")}
 		\$1==\"part\" && f {print \$3}" "$(newest)" >parts &&
 	test $(wc -l <parts) -ge 2 &&
@@ -165,16 +204,32 @@ test_expect_success 'verify names a flipped byte and a missing file, exit 65' '
 		\$1==\"file\"{f=(m==\"user.bob\" && \$2==\"cyrus.cache\")}
 		\$1==\"part\" && f && \$2==0 {print \$3}" "$(newest)") &&
 	test -n "$cache" &&
-	cp "$(obj messages $s)" good-msg.gz &&
+	p=$(pack_of $s) && m=$(member_of $s) && test -n "$m" &&
+	cp "$p" good-pack &&
 	cp "$(obj files $cache)" good-cache.gz &&
-	zcat good-msg.gz | sed "s/plain part/plain parT/" | gzip >"$(obj messages $s)" &&
+	flip "$p" $((m + 12)) &&
 	rm "$(obj files $cache)" &&
 	test_expect_code 65 cyrus backup verify "$B" >out 2>err &&
-	grep "user.bob: message 1: .*$s.gz.: damaged" err &&
+	grep "user.bob: message 1: .*$s.*damaged" err &&
 	grep "user.bob: cyrus.cache part at 0: .*missing" err &&
 	grep -q DAMAGED out &&
-	cat good-msg.gz >"$(obj messages $s)" &&
+	cat good-pack >"$p" &&
 	as_cyrus tee "$(obj files $cache)" <good-cache.gz >/dev/null &&
+	cyrus backup verify "$B" >/dev/null
+'
+
+test_expect_success 'verify names a missing pack and a damaged pack index' '
+	s=$(msg_sha user.bob 1) &&
+	i=$(idx_of $s) && p=$(pack_of $s) &&
+	mv "$p" saved-pack &&
+	test_expect_code 65 cyrus backup verify "$B" >out 2>err &&
+	grep "user.bob: message 1: .*${p##*/}.* $s.*missing" err &&
+	mv saved-pack "$p" &&
+	cp "$i" saved-idx &&
+	zcat saved-idx | sed "3s/	[0-9]*\$/	1/" | gzip >"$i" &&
+	test_expect_code 65 cyrus backup verify "$B" >out 2>err &&
+	grep "user.bob: message 1: .*$s: missing.*${i##*/}.: damaged: wrong checksum" err &&
+	cat saved-idx >"$i" &&
 	cyrus backup verify "$B" >/dev/null
 '
 
@@ -353,6 +408,88 @@ test_expect_success 'kill -9 of prune leaves a usable archive' '
 	cyrus backup verify "$B" >/dev/null &&
 	cyrus backup prune "$B" --keep 1 &&
 	cyrus backup verify "$B" >/dev/null
+'
+
+# carol gets 6 messages, a snapshot packs them, 3 are expunged for good
+# and another snapshot is made: after prune --keep 1 only the other 3 may
+# stay in a pack.
+test_expect_success 'setup: a pack half of whose messages only an old snapshot needs' '
+	for i in 1 2 3 4 5 6; do
+		_instance_msg $((400 + i)) "short-lived $i" carol |
+			instance_deliver carol || return 1
+	done &&
+	ls "$B"/packs/*.idx.gz | sort >packs-before &&
+	cyrus backup create $C "$B" &&
+	ls "$B"/packs/*.idx.gz | sort >packs-after &&
+	comm -13 packs-before packs-after >new-packs &&
+	test -s new-packs &&
+	awk -F"\t" "\$1==\"mailbox\"{m=\$2} \$1==\"msg\" && m==\"user.carol\" {print \$2, \$3}" \
+		"$(newest)" | tail -n 6 >six &&
+	test_line_count = 6 six &&
+	head -n 3 six | cut -d" " -f2 >dead &&
+	tail -n 3 six | cut -d" " -f2 >live &&
+	for s in $(cat dead live); do
+		idx_of $s >>holders || return 1
+	done &&
+	test $(sort -u holders | wc -l) -le $(wc -l <new-packs) &&
+	uids=$(head -n 3 six | cut -d" " -f1 | paste -sd,) &&
+	instance_imap_script -u carol -w carol >/dev/null <<-EOF &&
+	SELECT INBOX
+	UID STORE $uids +FLAGS (\Deleted)
+	EXPUNGE
+	EOF
+	as_cyrus "$REAL_BIN/cyr_expire" -C "$CYR_CONF" -X 0 -D 0 &&
+	cyrus backup create $C "$B" &&
+	for s in $(cat dead); do ! grep -q "$s" "$(newest)" || return 1; done &&
+	for s in $(cat live); do grep -q "$s" "$(newest)" || return 1; done
+'
+
+# After prune --keep 1: one snapshot, the dead messages in no pack, each
+# live one in one pack, from which tar gets it intact; verify is happy.
+check_pruned()
+{
+	local s p
+	test $(ls "$B/snapshots" | wc -l) = 1 &&
+	test -z "$(ls "$B/tmp")" &&
+	test $(ls "$B"/packs/*.tar.gz | wc -l) = $(ls "$B"/packs/*.idx.gz | wc -l) ||
+	return 1
+	for s in $(cat dead); do
+		test -z "$(idx_of $s)" || return 1
+	done
+	for s in $(cat live); do
+		test $(idx_of $s | wc -l) = 1 &&
+		p=$(pack_of $s) &&
+		zcat "$p" | tar -xO -f - $s | sha1sum | grep -q "^$s " || return 1
+	done
+	cyrus backup verify "$B" >verify.out && grep -q ": ok" verify.out
+}
+
+test_expect_success STRACE 'kill -9 of prune at each rename and unlink of a pack rewrite' '
+	cp -a "$B" "$TEST_SCRATCH/B0" &&
+	kills=0 &&
+	for call in rename unlink; do
+		for n in 1 2 3 4 5 6 7 8 9 10 11 12; do
+			rm -rf "$B" && cp -a "$TEST_SCRATCH/B0" "$B" || return 1
+			strace -f -o /dev/null -e trace=$call \
+				-e inject=$call:signal=KILL:when=$n \
+				"$CYRUS" backup prune "$B" --keep 1 --max-unused 0 \
+				>/dev/null 2>&1
+			rc=$?
+			say "prune killed at $call $n: exit $rc"
+			cyrus backup verify "$B" >/dev/null &&
+			cyrus backup prune "$B" --keep 1 --max-unused 0 &&
+			check_pruned || return 1
+			test $rc = 137 || break
+			kills=$((kills + 1))
+		done
+	done &&
+	test $kills -ge 5
+'
+
+test_expect_success 'prune -n says what it would do; --max-unused is checked' '
+	test_expect_code 64 cyrus backup prune "$B" --keep 1 --max-unused 101 &&
+	cyrus backup prune "$B" -n --keep 1 >out &&
+	grep -q "^would remove 0 objects" out
 '
 
 test_done

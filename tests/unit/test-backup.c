@@ -200,15 +200,19 @@ static void test_objects(void)
 		    0);
 	if (!ar)
 		goto out;
+	test_assert_int(ar->format, BACKUP_FORMAT_VERSION);
 	test_assert(backup_object_put_mem(ar, BACKUP_MESSAGES, "abc", 3, sha,
 					  &err) == 0);
 	test_assert_str(sha, "a9993e364706816aba3e25717850c26c9cd0d89d");
 	test_assert(backup_object_put_mem(ar, BACKUP_MESSAGES, "abc", 3, sha2,
 					  &err) == 0);
 	test_assert_int(ar->new_objects, 1);
+	/* Pending in the pack being written: there already for create. */
+	test_assert(backup_object_exists(ar, BACKUP_MESSAGES, sha));
 	test_assert(backup_archive_sync(ar, &err) == 0);
 	test_assert(backup_object_exists(ar, BACKUP_MESSAGES, sha));
 	test_assert(!backup_object_exists(ar, BACKUP_FILES, sha));
+	test_assert_int(backup_pack_count(ar), 1);
 	struct buf out = BUF_INIT;
 	test_assert(backup_object_read(ar, BACKUP_MESSAGES, sha, 3, &out, -1,
 				       &err) == 0);
@@ -217,33 +221,551 @@ static void test_objects(void)
 	test_assert(backup_object_read(ar, BACKUP_MESSAGES, sha, 4, &out, -1,
 				       &err) < 0);
 	test_assert_int(err.kind, ERR_DATA);
-	/* A gzip of other content under that name. */
 	struct buf p = BUF_INIT;
 	backup_object_path(ar, BACKUP_MESSAGES, sha, &p);
+	test_assert(strstr(p.s, "/packs/") && strstr(p.s, ".tar.gz:a9993e"));
+	buf_reset(&p);
+
+	/* Loose objects (files): a gzip of other content under that name. */
+	test_assert(backup_object_put_mem(ar, BACKUP_FILES, "abc", 3, sha,
+					  &err) == 0);
+	test_assert(backup_archive_sync(ar, &err) == 0);
+	backup_object_path(ar, BACKUP_FILES, sha, &p);
+	test_assert(strstr(p.s, "/files/a9/a9993e") != NULL);
 	char *cmd = xasprintf("printf abd | gzip > '%s'", p.s);
 	test_assert(system(cmd) == 0);
 	free(cmd);
 	error_clear(&err);
-	test_assert(backup_object_read(ar, BACKUP_MESSAGES, sha, UINT64_MAX,
+	test_assert(backup_object_read(ar, BACKUP_FILES, sha, UINT64_MAX,
 				       NULL, -1, &err) < 0);
 	test_assert(err.kind == ERR_DATA && strstr(err.msg, "damaged"));
 	write_file(p.s, "not gzip at all", 15);
-	test_assert(backup_object_read(ar, BACKUP_MESSAGES, sha, UINT64_MAX,
+	test_assert(backup_object_read(ar, BACKUP_FILES, sha, UINT64_MAX,
 				       NULL, -1, &err) < 0);
 	test_assert(err.kind == ERR_DATA);
 	write_file(p.s, "\x1f\x8b\x08\x00", 4); /* truncated gzip */
-	test_assert(backup_object_read(ar, BACKUP_MESSAGES, sha, UINT64_MAX,
+	test_assert(backup_object_read(ar, BACKUP_FILES, sha, UINT64_MAX,
 				       NULL, -1, &err) < 0);
 	test_assert(err.kind == ERR_DATA);
 	unlink(p.s);
-	test_assert(backup_object_read(ar, BACKUP_MESSAGES, sha, UINT64_MAX,
+	test_assert(backup_object_read(ar, BACKUP_FILES, sha, UINT64_MAX,
 				       NULL, -1, &err) < 0);
 	test_assert_int(err.kind, ERR_NOINPUT);
+	/* Snapshot ids sort by time, even after prune removed the first
+	 * ones of a second. */
+	char *id = backup_snapshot_newid(ar, 1795000000);
+	test_assert_str(id, "20261118T110640Z");
+	char *sd = xasprintf("%s/snapshots/%s-3", adir, id);
+	test_assert(mkdir(sd, 0700) == 0);
+	free(id);
+	id = backup_snapshot_newid(ar, 1795000000);
+	test_assert_str(id, "20261118T110640Z-4");
+	free(id);
+	free(sd);
+	/* A message nowhere. */
+	test_assert(backup_object_read(ar, BACKUP_MESSAGES,
+				       "0000000000000000000000000000000000000001",
+				       UINT64_MAX, NULL, -1, &err) < 0);
+	test_assert(err.kind == ERR_NOINPUT && strstr(err.msg, "missing"));
 	buf_release(&p);
 	buf_release(&out);
 	backup_archive_close(&ar);
 	test_assert(ar == NULL);
 out:
+	free(adir);
+	rm_rf(dir);
+	free(dir);
+	test_end();
+}
+
+/* Message i of the pack tests: sizes from 0 to about 9 KB, one of 5 MB
+ * (staged in a file), text that compresses about by half. */
+static char *pack_msg(int i, size_t *len)
+{
+	struct buf b = BUF_INIT;
+	size_t n = i == 7 ? (5u << 20) : (size_t)(i * 997 % 9000) + 1;
+	uint32_t x = (uint32_t)i * 2654435761u + 1;
+	if (i == 3)
+		n = 0;
+	while (b.len < n) {
+		x = x * 1103515245u + 12345u;
+		buf_printf(&b, "%d %08x\n", i, x);
+	}
+	buf_setlen(&b, n);
+	return buf_detach(&b, len);
+}
+
+#define NPACKMSG 120
+
+static struct backup_archive *pack_fill(const char *adir,
+					char shas[][BACKUP_SHA1_HEX], int n)
+{
+	struct backup_archive *ar = NULL;
+	struct error err = ERROR_INIT;
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_CREATE, &ar, &err) ==
+		    0);
+	for (int i = 0; ar && i < n; i++) {
+		size_t len;
+		char *m = pack_msg(i, &len);
+		test_assert_idx(backup_object_put_mem(ar, BACKUP_MESSAGES, m,
+						      len, shas[i], &err) == 0,
+				i);
+		free(m);
+	}
+	test_assert(ar && backup_archive_sync(ar, &err) == 0);
+	return ar;
+}
+
+/* Reads message i and compares; 0 or the error kind. */
+static int pack_check_msg(struct backup_archive *ar, const char *sha, int i,
+			  struct error *err)
+{
+	size_t len;
+	char *m = pack_msg(i, &len);
+	struct buf out = BUF_INIT;
+	int r = backup_object_read(ar, BACKUP_MESSAGES, sha, len, &out, -1,
+				   err);
+	if (r == 0 && (out.len != len || memcmp(out.s, m, len)))
+		r = -2;
+	else if (r < 0)
+		r = err->kind;
+	free(m);
+	buf_release(&out);
+	return r;
+}
+
+static void test_packs(void)
+{
+	test_begin("packs: members, several packs, staged, tar and gzip read them");
+	char *dir = scratch();
+	char *adir = xasprintf("%s/a", dir);
+	char shas[NPACKMSG][BACKUP_SHA1_HEX];
+	struct error err = ERROR_INIT;
+	setenv("CYRUS_TOOLKIT_NOSYNC", "1", 1);
+	setenv("CYRUS_BACKUP_MEMBER_SIZE", "20000", 1);
+	setenv("CYRUS_BACKUP_PACK_SIZE", "60000", 1);
+	struct backup_archive *ar = pack_fill(adir, shas, NPACKMSG);
+	unsetenv("CYRUS_BACKUP_MEMBER_SIZE");
+	unsetenv("CYRUS_BACKUP_PACK_SIZE");
+	if (!ar)
+		goto out;
+	size_t npacks = backup_pack_count(ar);
+	test_assert(npacks >= 3);
+	backup_archive_close(&ar);
+
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	test_assert_int(backup_pack_count(ar), npacks);
+	for (size_t i = 0; i < npacks; i++)
+		test_assert_idx(backup_pack_check(ar, i, true, &err) == 0, i);
+	/* In order (the cursor goes on), backwards (it starts again),
+	 * twice the same. */
+	for (int i = 0; i < NPACKMSG; i++)
+		test_assert_idx(pack_check_msg(ar, shas[i], i, &err) == 0, i);
+	for (int i = NPACKMSG - 1; i >= 0; i--)
+		test_assert_idx(pack_check_msg(ar, shas[i], i, &err) == 0, i);
+	test_assert(pack_check_msg(ar, shas[5], 5, &err) == 0);
+	test_assert(pack_check_msg(ar, shas[5], 5, &err) == 0);
+	/* To a file, as restore does. */
+	char *dst = xasprintf("%s/m7", dir);
+	test_assert(backup_object_extract(ar, BACKUP_MESSAGES, shas[7],
+					  UINT64_MAX, dst, &err) == 0);
+	struct stat st;
+	test_assert(stat(dst, &st) == 0 && st.st_size == (5 << 20));
+	free(dst);
+
+	/* The sysadmin's way: gzip, tar and sha1sum alone. */
+	struct buf pp = BUF_INIT;
+	backup_object_path(ar, BACKUP_MESSAGES, shas[10], &pp);
+	char *colon = strrchr(pp.s, ':');
+	test_assert(colon != NULL);
+	if (colon)
+		*colon = '\0';
+	char *cmd = xasprintf(
+		"cd '%s' && gzip -t '%s' && zcat '%s' | tar -t | grep -qx %s "
+		"&& tar -xzf '%s' %s && echo '%s  %s' | sha1sum -c --quiet - "
+		"&& zcat %s/packs/*.idx.gz | grep -c '^[0-9a-f]\\{40\\}\t' "
+		">count",
+		dir, pp.s, pp.s, shas[10], pp.s, shas[10], shas[10], shas[10],
+		adir);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	char *cpath = xasprintf("%s/count", dir);
+	size_t clen;
+	char *count = read_file(cpath, &clen);
+	test_assert_int(atoi(count), NPACKMSG);
+	free(count);
+	free(cpath);
+	/* Each index checks by hand: all but the end line, sha1sum. */
+	cmd = xasprintf("cd '%s/packs' && for i in *.idx.gz; do "
+			"test \"$(zcat $i | head -n -1 | sha1sum | cut -c1-40)\" "
+			"= \"$(zcat $i | tail -n 1 | cut -f2)\" || exit 1; "
+			"p=${i%%.idx.gz}.tar.gz; "
+			"test \"$(sha1sum <$p | cut -c1-40)\" = ${i%%.idx.gz} "
+			"|| exit 1; done", adir);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	buf_release(&pp);
+	backup_archive_close(&ar);
+out:
+	free(adir);
+	rm_rf(dir);
+	free(dir);
+	test_end();
+}
+
+/* The first pack file of adir (name in out). */
+static bool first_pack(const char *adir, const char *ext, struct buf *out)
+{
+	char *cmd = xasprintf("ls '%s/packs/' | grep '%s$' | head -n 1 "
+			      ">'%s/first'", adir, ext, adir);
+	bool ok = system(cmd) == 0;
+	free(cmd);
+	char *p = xasprintf("%s/first", adir);
+	size_t len;
+	char *name = read_file(p, &len);
+	unlink(p);
+	free(p);
+	buf_reset(out);
+	buf_printf(out, "%s/packs/%s", adir, name);
+	buf_rtrim(out);
+	free(name);
+	return ok && len > 1;
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+	int fd = open(path, O_RDWR);
+	unsigned char c = 0;
+	if (fd < 0 || pread(fd, &c, 1, off) != 1)
+		printf("# cannot read %s\n", path);
+	c ^= 0xff;
+	if (fd < 0 || pwrite(fd, &c, 1, off) != 1)
+		printf("# cannot write %s\n", path);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void test_pack_damage(void)
+{
+	test_begin("packs: a flipped byte, a damaged index, a missing pack");
+	char *dir = scratch();
+	char *adir = xasprintf("%s/a", dir);
+	char shas[NPACKMSG][BACKUP_SHA1_HEX];
+	struct error err = ERROR_INIT;
+	struct buf pk = BUF_INIT, ix = BUF_INIT;
+	setenv("CYRUS_TOOLKIT_NOSYNC", "1", 1);
+	struct backup_archive *ar = pack_fill(adir, shas, 20);
+	backup_archive_close(&ar);
+	test_assert(first_pack(adir, "tar.gz", &pk));
+	test_assert(first_pack(adir, "idx.gz", &ix));
+	char *save = xasprintf("%s/save", dir);
+	char *cmd = xasprintf("cp '%s' '%s'", pk.s, save);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+
+	/* Deep in the one member: the messages after it are damaged, the
+	 * pack's SHA-1 is wrong, and each error names its message. */
+	struct stat st;
+	test_assert(stat(pk.s, &st) == 0);
+	flip_byte(pk.s, st.st_size / 2);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	test_assert(backup_pack_check(ar, 0, false, &err) == 0);
+	test_assert(backup_pack_check(ar, 0, true, &err) < 0);
+	test_assert(err.kind == ERR_DATA && strstr(err.msg, "damaged"));
+	int nbad = 0;
+	for (int i = 0; i < 20; i++) {
+		int r = pack_check_msg(ar, shas[i], i, &err);
+		if (r) {
+			nbad++;
+			test_assert_idx(r == ERR_DATA, i);
+			test_assert_idx(strstr(err.msg, shas[i]) &&
+					strstr(err.msg, "damaged"), i);
+		}
+	}
+	test_assert(nbad > 0 && nbad < 20);
+	test_assert(pack_check_msg(ar, shas[0], 0, &err) == 0);
+	backup_archive_close(&ar);
+
+	/* A damaged index: its messages are missing, and why is said. */
+	cmd = xasprintf("cp '%s' '%s'", save, pk.s);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	cmd = xasprintf("zcat '%s' | sed 's/\t512\t/\t513\t/' | gzip >'%s.x' "
+			"&& mv '%s.x' '%s'", ix.s, ix.s, ix.s, ix.s);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	test_assert(backup_pack_check(ar, 0, false, &err) < 0);
+	test_assert(strstr(err.msg, "idx.gz") && strstr(err.msg, "checksum"));
+	test_assert(pack_check_msg(ar, shas[1], 1, &err) == ERR_NOINPUT);
+	test_assert(strstr(err.msg, shas[1]) && strstr(err.msg, "checksum"));
+	backup_archive_close(&ar);
+
+	/* A missing pack: named. */
+	cmd = xasprintf("cd '%s' && rm packs/*.idx.gz && rm -r snapshots",
+			adir);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	ar = pack_fill(adir, shas, 20); /* the same messages again */
+	backup_archive_close(&ar);
+	test_assert(first_pack(adir, "tar.gz", &pk));
+	test_assert(first_pack(adir, "idx.gz", &ix));
+	cmd = xasprintf("cp '%s' '%s'", pk.s, save);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	unlink(pk.s);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	test_assert(backup_pack_check(ar, 0, false, &err) < 0);
+	test_assert(err.kind == ERR_NOINPUT && strstr(err.msg, "missing"));
+	test_assert(pack_check_msg(ar, shas[2], 2, &err) == ERR_NOINPUT);
+	test_assert(strstr(err.msg, shas[2]) && strstr(err.msg, pk.s));
+	backup_archive_close(&ar);
+
+	/* A pack without its index (a run that died between the renames):
+	 * create removes it. */
+	cmd = xasprintf("cp '%s' '%s' && rm '%s'", save, pk.s, ix.s);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	test_assert(ar && backup_pack_count(ar) == 0);
+	test_assert(pack_check_msg(ar, shas[2], 2, &err) == ERR_NOINPUT);
+	test_assert(strstr(err.msg, "without an index") != NULL);
+	backup_archive_close(&ar);
+	test_assert(access(pk.s, F_OK) == 0);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_CREATE, &ar, &err) ==
+		    0);
+	backup_archive_close(&ar);
+	test_assert(access(pk.s, F_OK) < 0);
+
+	/* A pack lost: create stores its messages again, then prune drops
+	 * the index that names the lost pack. */
+	ar = pack_fill(adir, shas, 20);
+	backup_archive_close(&ar);
+	test_assert(first_pack(adir, "tar.gz", &pk));
+	test_assert(first_pack(adir, "idx.gz", &ix));
+	unlink(pk.s);
+	/* One more message: not the same pack again, whatever the time. */
+	ar = pack_fill(adir, shas, 21);
+	test_assert(ar && ar->new_objects == 21);
+	backup_archive_close(&ar);
+	struct backup_shaset keep = { 0 };
+	struct backup_prune_stats ps;
+	for (int i = 0; i < 20; i++)
+		backup_shaset_add(&keep, shas[i]);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_PRUNE, &ar, &err) ==
+		    0);
+	test_assert(ar && backup_packs_prune(ar, &keep, 0, false, &ps, &err) ==
+			  0);
+	test_assert(ps.removed == 1 && ps.skipped == 0 && ps.rewritten == 1);
+	backup_archive_close(&ar);
+	backup_shaset_release(&keep);
+	/* The lost pack's index is gone -- unless the rewrite made the very
+	 * same pack again (same messages, same second): then both are back. */
+	test_assert(access(ix.s, F_OK) < 0 || access(pk.s, F_OK) == 0);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	for (int i = 0; ar && i < 20; i++)
+		test_assert_idx(pack_check_msg(ar, shas[i], i, &err) == 0, i);
+	backup_archive_close(&ar);
+out:
+	free(save);
+	buf_release(&pk);
+	buf_release(&ix);
+	free(adir);
+	rm_rf(dir);
+	free(dir);
+	test_end();
+}
+
+static void test_format1(void)
+{
+	test_begin("packs: a format 1 archive is read, and becomes format 2");
+	char *dir = scratch();
+	char *adir = xasprintf("%s/a", dir);
+	struct backup_archive *ar = NULL;
+	struct error err = ERROR_INIT;
+	char sha[BACKUP_SHA1_HEX];
+	setenv("CYRUS_TOOLKIT_NOSYNC", "1", 1);
+	/* As version 1 wrote it: a loose gzip file per message. */
+	char *cmd = xasprintf(
+		"mkdir -p '%s/messages/a9' '%s/files' '%s/snapshots' '%s/tmp' "
+		"&& echo 'cyrus-backup 1' >'%s/FORMAT' && : >'%s/lock' && "
+		"printf abc | gzip "
+		">'%s/messages/a9/a9993e364706816aba3e25717850c26c9cd0d89d.gz'",
+		adir, adir, adir, adir, adir, adir, adir);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	const char *abc = "a9993e364706816aba3e25717850c26c9cd0d89d";
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	test_assert_int(ar->format, 1);
+	struct buf out = BUF_INIT;
+	test_assert(backup_object_read(ar, BACKUP_MESSAGES, abc, 3, &out, -1,
+				       &err) == 0);
+	test_assert_str(out.s, "abc");
+	backup_archive_close(&ar);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_CREATE, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	test_assert(backup_object_exists(ar, BACKUP_MESSAGES, abc));
+	test_assert(backup_object_put_mem(ar, BACKUP_MESSAGES, "abc", 3, sha,
+					  &err) == 0);
+	test_assert_int(ar->new_objects, 0);
+	test_assert(backup_archive_sync(ar, &err) == 0);
+	test_assert_int(ar->format, 1); /* no pack yet */
+	test_assert(backup_object_put_mem(ar, BACKUP_MESSAGES, "abcd", 4, sha,
+					  &err) == 0);
+	test_assert(backup_archive_sync(ar, &err) == 0);
+	test_assert_int(ar->format, 2);
+	backup_archive_close(&ar);
+	char *fp = xasprintf("%s/FORMAT", adir);
+	size_t len;
+	char *f = read_file(fp, &len);
+	test_assert_str(f, "cyrus-backup 2\n");
+	free(f);
+	free(fp);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	buf_reset(&out);
+	test_assert(backup_object_read(ar, BACKUP_MESSAGES, abc, 3, &out, -1,
+				       &err) == 0);
+	test_assert(backup_object_read(ar, BACKUP_MESSAGES, sha, 4, &out, -1,
+				       &err) == 0);
+	test_assert_str(out.s, "abcabcd");
+	buf_release(&out);
+	backup_archive_close(&ar);
+out:
+	free(adir);
+	rm_rf(dir);
+	free(dir);
+	test_end();
+}
+
+static void test_pack_prune(void)
+{
+	test_begin("packs: prune removes, rewrites, keeps; duplicates resolved");
+	char *dir = scratch();
+	char *adir = xasprintf("%s/a", dir);
+	char shas[NPACKMSG][BACKUP_SHA1_HEX];
+	struct error err = ERROR_INIT;
+	struct backup_shaset keep = { 0 };
+	struct backup_prune_stats st;
+	setenv("CYRUS_TOOLKIT_NOSYNC", "1", 1);
+	setenv("CYRUS_BACKUP_MEMBER_SIZE", "6000", 1);
+	setenv("CYRUS_BACKUP_PACK_SIZE", "30000", 1);
+	struct backup_archive *ar = pack_fill(adir, shas, 60);
+	unsetenv("CYRUS_BACKUP_MEMBER_SIZE");
+	unsetenv("CYRUS_BACKUP_PACK_SIZE");
+	if (!ar)
+		goto out;
+	size_t np = backup_pack_count(ar);
+	test_assert(np >= 3);
+	backup_archive_close(&ar);
+	/* Keep 0..39 but 12 and 13 (one member, or part of one): the last
+	 * pack has nothing kept. */
+	for (int i = 0; i < 40; i++)
+		if (i != 12 && i != 13)
+			backup_shaset_add(&keep, shas[i]);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_PRUNE, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	test_assert(backup_packs_prune(ar, &keep, 0, true, &st, &err) == 0);
+	test_assert(st.removed >= 1 && st.rewritten >= 1);
+	test_assert_int(st.objects, 22);
+	test_assert(backup_packs_prune(ar, &keep, 0, false, &st, &err) == 0);
+	test_assert_int(st.objects, 22);
+	test_assert(st.bytes > 0);
+	backup_archive_close(&ar);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	for (size_t i = 0; i < backup_pack_count(ar); i++)
+		test_assert_idx(backup_pack_check(ar, i, true, &err) == 0, i);
+	for (int i = 0; i < 60; i++)
+		test_assert_idx(pack_check_msg(ar, shas[i], i, &err) ==
+				(backup_shaset_has(&keep, shas[i])
+					 ? 0 : ERR_NOINPUT), i);
+	backup_archive_close(&ar);
+
+	/* A rewrite cut short after the new pack is in: both packs hold
+	 * the kept messages; the next prune keeps one of them. */
+	char *cmd = xasprintf("cd '%s/packs' && mkdir ../keep && cp * ../keep",
+			      adir);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	backup_shaset_release(&keep);
+	for (int i = 0; i < 30; i++)
+		if (i != 12 && i != 13)
+			backup_shaset_add(&keep, shas[i]);
+	error_clear(&err);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_PRUNE, &ar, &err) ==
+		    0);
+	test_assert(ar && backup_packs_prune(ar, &keep, 0, false, &st, &err) ==
+			  0);
+	if (err.kind)
+		printf("# %s\n", err.msg);
+	backup_archive_close(&ar);
+	cmd = xasprintf("cd '%s/packs' && cp -n ../keep/* .", adir);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_PRUNE, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	size_t before = backup_pack_count(ar);
+	/* --max-unused 100: nothing rewritten, only what is all dead goes */
+	test_assert(backup_packs_prune(ar, &keep, 100, false, &st, &err) == 0);
+	test_assert_int(st.rewritten, 0);
+	test_assert(st.removed >= 1);
+	test_assert(backup_packs_prune(ar, &keep, 0, false, &st, &err) == 0);
+	backup_archive_close(&ar);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_READ, &ar, &err) ==
+		    0);
+	if (!ar)
+		goto out;
+	test_assert(backup_pack_count(ar) < before);
+	for (int i = 0; i < 60; i++)
+		test_assert_idx(pack_check_msg(ar, shas[i], i, &err) ==
+				(backup_shaset_has(&keep, shas[i])
+					 ? 0 : ERR_NOINPUT), i);
+	/* Each kept message in one pack only. */
+	cmd = xasprintf("test $(zcat '%s'/packs/*.idx.gz | "
+			"grep -c '^[0-9a-f]\\{40\\}\t') = 28", adir);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+	backup_archive_close(&ar);
+	/* Nothing kept: no pack left. */
+	backup_shaset_release(&keep);
+	test_assert(backup_archive_open(adir, BACKUP_OPEN_PRUNE, &ar, &err) ==
+		    0);
+	test_assert(ar && backup_packs_prune(ar, &keep, 0, false, &st, &err) ==
+			  0);
+	backup_archive_close(&ar);
+	cmd = xasprintf("test -z \"$(ls '%s/packs')\"", adir);
+	test_assert(system(cmd) == 0);
+	free(cmd);
+out:
+	backup_shaset_release(&keep);
 	free(adir);
 	rm_rf(dir);
 	free(dir);
@@ -368,6 +890,7 @@ int main(void)
 {
 	static void (*const tests[])(void) = {
 		test_manifest_roundtrip, test_manifest_damage, test_objects, test_parts,
+		test_packs, test_pack_damage, test_format1, test_pack_prune,
 		test_not_archives, test_shaset, NULL,
 	};
 	return test_run(tests);
