@@ -2157,58 +2157,47 @@ static int plan_listmailbox(struct cyradm *cy, int argc, char **argv)
 	return plan_result(n, 1);
 }
 
-static int plan_create(struct cyradm *cy, int argc, char **argv)
+/* One command on the one word (fmt's %s), if any; not for a wildcard
+ * where cmd_NAME expands one. */
+static int plan_word(struct cyradm *cy, int argc, char **argv,
+		     const char *fmt, bool expands_wildcards)
 {
 	size_t n = 0;
-	if (!plan_one_word(cy, argc, argv))
+	if (!plan_one_word(cy, argc, argv) ||
+	    (expands_wildcards && has_wildcard(argv[1])))
 		return PLAN_NONE;
-	ahead(cy, &n, "CREATE %s", argv[1]);
+	ahead(cy, &n, fmt, argv[1]);
 	return plan_result(n, 1);
+}
+
+static int plan_create(struct cyradm *cy, int argc, char **argv)
+{
+	return plan_word(cy, argc, argv, "CREATE %s", false);
 }
 
 static int plan_delete(struct cyradm *cy, int argc, char **argv)
 {
-	size_t n = 0;
-	if (!plan_one_word(cy, argc, argv) || has_wildcard(argv[1]))
-		return PLAN_NONE;
-	ahead(cy, &n, "DELETE %s", argv[1]);
-	return plan_result(n, 1);
+	return plan_word(cy, argc, argv, "DELETE %s", true);
 }
 
 static int plan_listquota(struct cyradm *cy, int argc, char **argv)
 {
-	size_t n = 0;
-	if (!plan_one_word(cy, argc, argv))
-		return PLAN_NONE;
-	ahead(cy, &n, "GETQUOTA %s", argv[1]);
-	return plan_result(n, 1);
+	return plan_word(cy, argc, argv, "GETQUOTA %s", false);
 }
 
 static int plan_listquotaroot(struct cyradm *cy, int argc, char **argv)
 {
-	size_t n = 0;
-	if (!plan_one_word(cy, argc, argv))
-		return PLAN_NONE;
-	ahead(cy, &n, "GETQUOTAROOT %s", argv[1]);
-	return plan_result(n, 1);
+	return plan_word(cy, argc, argv, "GETQUOTAROOT %s", false);
 }
 
 static int plan_subscribe(struct cyradm *cy, int argc, char **argv)
 {
-	size_t n = 0;
-	if (!plan_one_word(cy, argc, argv))
-		return PLAN_NONE;
-	ahead(cy, &n, "%a %s", "SUBSCRIBE", argv[1]);
-	return plan_result(n, 1);
+	return plan_word(cy, argc, argv, "SUBSCRIBE %s", false);
 }
 
 static int plan_unsubscribe(struct cyradm *cy, int argc, char **argv)
 {
-	size_t n = 0;
-	if (!plan_one_word(cy, argc, argv))
-		return PLAN_NONE;
-	ahead(cy, &n, "%a %s", "UNSUBSCRIBE", argv[1]);
-	return plan_result(n, 1);
+	return plan_word(cy, argc, argv, "UNSUBSCRIBE %s", false);
 }
 
 /* cmd_setacl without a wildcard: admin_setacl's commands. */
