@@ -394,6 +394,7 @@ bool cyradm_authenticate(struct cyradm_conn *c, const struct cyradm_auth *a,
 	}
 
 	int r = IMAP_NO;
+	c->tried_login = true;
 	/* Cyrus::IMAP does not authenticate twice: it just says yes. */
 	if (c->authenticated)
 		r = IMAP_OK;
@@ -432,9 +433,13 @@ bool cyradm_authenticate(struct cyradm_conn *c, const struct cyradm_auth *a,
 	if (r != IMAP_OK && (has_word(mech, "plain") || has_word(mech, "login") ||
 			     mech_offered(mech, "plain") ||
 			     mech_offered(mech, "login"))) {
-		char *pw = a->password ? xstrdup(a->password) :
-			typed ? xstrdup(typed) :
-			prompt_password("IMAP Password: ", stderr);
+		/* Cyrus::IMAP asks again: what was typed for SASL is not
+		 * its -password. */
+		char *pw = a->password ? xstrdup(a->password) : NULL;
+		if (!pw) {
+			pw = prompt_password("IMAP Password: ", stderr);
+			c->login_prompted = true;
+		}
 		r = imapclient_run(c->ic, NULL, NULL, &text, &err, "LOGIN %s %s",
 				   user, pw);
 		explicit_bzero(pw, strlen(pw));

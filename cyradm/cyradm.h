@@ -35,6 +35,8 @@ struct cyradm_conn {
 	char *error;              /* the last error, as Admin.pm's {error} */
 	bool authenticated;
 	bool caps_fresh;          /* nothing ran since connect's CAPABILITY */
+	bool tried_login;         /* authenticate got past TLS to the login */
+	bool login_prompted;      /* ... and asked "IMAP Password: " */
 	struct cyradm_auth auth;  /* as used to authenticate */
 	char *port;               /* as given to cyradm_connect (or NULL) */
 	/* More connections to the same server as the same user, that a

@@ -5,12 +5,14 @@
  */
 #include "compat.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cyradm.h"
+#include "saslclient.h"
 #include "xmalloc.h"
 
 static const char usage_text[] =
@@ -227,10 +229,17 @@ int main(int argc, char **argv)
 			exit(e > 0 && e < 256 ? e : 255);
 		}
 		if (!cyradm_authenticate(cy.conn, a, stderr)) {
+			/* Perl's die exits with $!: what libsasl2 left; but
+			 * the stty runs around its "IMAP Password: " prompt
+			 * clear it. (A TLS failure is ours alone: the Perl
+			 * one goes on.) */
+			int e = cy.conn->tried_login &&
+				!cy.conn->login_prompted ?
+				saslclient_errno() : 0;
 			fprintf(stderr, "cyradm: cannot authenticate to server%s%s "
 				"as %s\n", a->mech ? " with " : "",
 				a->mech ? a->mech : "", a->user ? a->user : "");
-			exit(255);
+			exit(e > 0 && e < 256 ? e : 255);
 		}
 	}
 	if (dorc) {
