@@ -1,6 +1,7 @@
 #include "compat.h"
 #include "saslclient.h"
 
+#include <errno.h>
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
 
@@ -93,6 +94,20 @@ static int skip_server_plugins(void *context, const char *file,
 	return SASL_OK;
 }
 
+/* errno as the library's own calls left it (see saslclient_errno). */
+static int lib_errno;
+#define IN_LIB(call) \
+	do { \
+		errno = lib_errno; \
+		call; \
+		lib_errno = errno; \
+	} while (0)
+
+int saslclient_errno(void)
+{
+	return lib_errno;
+}
+
 int saslclient_init(struct error *err)
 {
 	static sasl_callback_t global[] = {
@@ -102,7 +117,8 @@ int saslclient_init(struct error *err)
 	};
 	if (sasl_inited)
 		return 0;
-	int r = sasl_client_init(global);
+	int r;
+	IN_LIB(r = sasl_client_init(global));
 	if (r != SASL_OK)
 		return sasl_error(NULL, err, r, "cannot initialise SASL");
 	sasl_inited = true;
@@ -127,8 +143,8 @@ int saslclient_new(const struct saslclient_opts *opts, const char *host,
 		(int (*)(void))(void *)cb_pass, sc };
 	sc->cb[3] = (sasl_callback_t){ SASL_CB_LIST_END, NULL, NULL };
 
-	r = sasl_client_new(opts->service ? opts->service : "imap", host,
-			    local, remote, sc->cb, 0, &sc->conn);
+	IN_LIB(r = sasl_client_new(opts->service ? opts->service : "imap",
+				   host, local, remote, sc->cb, 0, &sc->conn));
 	if (r != SASL_OK) {
 		sasl_error(sc, err, r, "cannot start SASL");
 		saslclient_free(&sc);
@@ -155,7 +171,7 @@ void saslclient_free(struct saslclient **scp)
 	if (!sc)
 		return;
 	if (sc->conn)
-		sasl_dispose(&sc->conn);
+		IN_LIB(sasl_dispose(&sc->conn));
 	if (sc->password) {
 		explicit_bzero(sc->password, strlen(sc->password));
 		free(sc->password);
@@ -176,8 +192,8 @@ int saslclient_start(struct saslclient *sc, const char *mechlist,
 	*out = NULL;
 	*outlen = 0;
 	do {
-		r = sasl_client_start(sc->conn, mechlist, NULL, out, outlen,
-				      mech_r);
+		IN_LIB(r = sasl_client_start(sc->conn, mechlist, NULL, out,
+					     outlen, mech_r));
 	} while (r == SASL_INTERACT);
 	if (r != SASL_OK && r != SASL_CONTINUE)
 		return sasl_error(sc, err, r, "SASL");
@@ -191,7 +207,8 @@ int saslclient_step(struct saslclient *sc, const char *in, unsigned inlen,
 	*out = NULL;
 	*outlen = 0;
 	do {
-		r = sasl_client_step(sc->conn, in, inlen, NULL, out, outlen);
+		IN_LIB(r = sasl_client_step(sc->conn, in, inlen, NULL, out,
+					    outlen));
 	} while (r == SASL_INTERACT);
 	if (r != SASL_OK && r != SASL_CONTINUE)
 		return sasl_error(sc, err, r, "SASL");

@@ -33,6 +33,12 @@ struct saslclient;
  * does it if nobody did. Returns 0, or -1 with err.
  */
 int saslclient_init(struct error *err);
+/*
+ * errno as libsasl2's own calls left it, ours aside (0: untouched): a
+ * Perl client's $! when it dies after a failed login (loading GSSAPI's
+ * plugin leaves ENOENT; SCRAM's exchange resets it).
+ */
+int saslclient_errno(void);
 
 /*
  * host: the server's name; local/remote: "ip;port" strings or NULL.
