@@ -888,13 +888,15 @@ int imapclient_authenticate(struct imapclient *ic,
 		if (!typed && !opts->password && saslclient_password(sc))
 			typed = xstrdup(saslclient_password(sc));
 		if (r == -2) {
-			/* No usable mechanism left on our side. */
+			/* No usable mechanism left on our side; or one that
+			 * failed to start (GSSAPI without a ticket): that one
+			 * is dropped and the next tried, as imclient does. */
 			if (text_r && !text_r->len)
 				buf_sets(text_r, serr.msg);
 			r = IMAP_NO;
-			break;
-		}
-		if (r < 0) {
+			if (!mech)
+				break;
+		} else if (r < 0) {
 			*err = serr;
 			goto out;
 		}

@@ -2,6 +2,7 @@
 #include "saslclient.h"
 
 #include <errno.h>
+#include <strings.h>
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
 
@@ -195,6 +196,12 @@ int saslclient_start(struct saslclient *sc, const char *mechlist,
 		IN_LIB(r = sasl_client_start(sc->conn, mechlist, NULL, out,
 					     outlen, mech_r));
 	} while (r == SASL_INTERACT);
+	/* In a Perl client libkrb5 rereads its profile after the failed
+	 * credential cache lookup, which leaves errno 0; here it is the
+	 * lookup's ENOENT. The Perl one's exit status is what counts. */
+	if (mech_r && *mech_r && (!strncasecmp(*mech_r, "GSSAPI", 6) ||
+				  !strncasecmp(*mech_r, "GS2-", 4)))
+		lib_errno = 0;
 	if (r != SASL_OK && r != SASL_CONTINUE)
 		return sasl_error(sc, err, r, "SASL");
 	return 0;
