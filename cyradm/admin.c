@@ -122,6 +122,14 @@ struct cyradm_conn *cyradm_connect(const char *server, const char *port,
 	return c;
 }
 
+const char *cyradm_server_shown(const struct cyradm_conn *c)
+{
+	/* imaps://HOST:PORT is ours alone: shown as typed. */
+	if (strstr(c->servername, "://"))
+		return c->servername;
+	return imapclient_canonical_host(c->ic);
+}
+
 void cyradm_close_lanes(struct cyradm_conn *c)
 {
 	for (size_t i = 0; i < c->nlanes; i++)

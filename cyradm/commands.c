@@ -1906,7 +1906,8 @@ static int cmd_server(struct cyradm *cy, const char *name UNUSED, int argc,
 		if (!cy->conn)
 			r = no_conn(cy, "server");
 		else
-			fprintf(cy->out, "%s\n", cy->conn->servername);
+			fprintf(cy->out, "%s\n",
+				cyradm_server_shown(cy->conn));
 	} else if (args.n == 1) {
 		struct error err = ERROR_INIT;
 		cyradm_disconnect(&cy->conn);
@@ -1999,7 +2000,8 @@ static int cmd_authenticate(struct cyradm *cy, const char *name UNUSED,
 	cyradm_close_lanes(cy->conn);  /* they were someone else */
 	if (!cyradm_authenticate(cy->conn, &a, cy->err) && cy->conn)
 		r = cyradm_die(cy, "authenticate: authentication to server %s "
-			       "failed", cy->conn->servername);
+			       "failed",
+			       cyradm_server_shown(cy->conn));
 out:
 	free(minssf);
 	free(maxssf);

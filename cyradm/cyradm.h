@@ -29,7 +29,8 @@ struct cyradm_auth {
 /* A connection with what Cyrus::IMAP::Admin learnt at connect time. */
 struct cyradm_conn {
 	struct imapclient *ic;
-	char *servername;         /* as the user typed it */
+	char *servername;         /* as the user typed it (shown: the
+				   * canonical name, imapclient's) */
 	bool referrals, metadata, list_extended, list_special_use,
 	     create_special_use;
 	char *error;              /* the last error, as Admin.pm's {error} */
@@ -112,6 +113,9 @@ void cyradm_print_failure(FILE *errf, const struct error *err,
 bool cyradm_authenticate(struct cyradm_conn *c, const struct cyradm_auth *a,
 			 FILE *errf);
 void cyradm_disconnect(struct cyradm_conn **c);
+/* The server's name as the Perl one shows it (prompt, messages): imclient's
+ * canonical name of the host. */
+const char *cyradm_server_shown(const struct cyradm_conn *c);
 /*
  * Opens up to n more connections to c's server, authenticated as c was
  * (only when c's password is known: nothing is asked, nothing printed),

@@ -929,7 +929,8 @@ void repl_init_readline(struct cyradm *cy)
 
 static char *current_prompt(struct cyradm *cy)
 {
-	return xasprintf("%s> ", cy->conn ? cy->conn->servername : "cyradm");
+	return xasprintf("%s> ", cy->conn ?
+			 cyradm_server_shown(cy->conn) : "cyradm");
 }
 
 /*

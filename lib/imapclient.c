@@ -18,6 +18,7 @@ struct imapclient {
 	char *host;
 	char *greeting;
 	char *bye;            /* the text of a BYE, for the error at EOF */
+	char *sasl_host;      /* the host's canonical name, for SASL */
 	struct tls_conn *tls;
 	struct imapparse parser;
 	struct imap_reply reply;
@@ -102,6 +103,11 @@ bool imapclient_alive(const struct imapclient *ic)
 const char *imapclient_host(const struct imapclient *ic)
 {
 	return ic->host;
+}
+
+const char *imapclient_canonical_host(const struct imapclient *ic)
+{
+	return ic->sasl_host ? ic->sasl_host : ic->host;
 }
 
 const char *imapclient_greeting(const struct imapclient *ic)
@@ -234,6 +240,7 @@ static void free_client(struct imapclient *ic)
 	buf_release(&ic->mechs);
 	buf_release(&ic->cork);
 	free(ic->host);
+	free(ic->sasl_host);
 	free(ic->greeting);
 	free(ic->bye);
 	free(ic);
@@ -280,10 +287,12 @@ int imapclient_connect(const char *host, const char *port,
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
+	/* The canonical name is the one SASL gets, as imclient gives it
+	 * (GSSAPI's service principal); TLS checks the name as typed. */
+	hints.ai_flags = AI_ADDRCONFIG | AI_CANONNAME;
 	r = getaddrinfo(name, port, &hints, &res);
 	if (r == EAI_ADDRFAMILY || r == EAI_NONAME) {
-		hints.ai_flags = 0;
+		hints.ai_flags = AI_CANONNAME;
 		r = getaddrinfo(name, port, &hints, &res);
 	}
 	if (r != 0) {
@@ -306,11 +315,13 @@ int imapclient_connect(const char *host, const char *port,
 		close(fd);
 		fd = -1;
 	}
+	char *canon = xstrdup(res->ai_canonname ? res->ai_canonname : name);
 	freeaddrinfo(res);
 	if (fd < 0) {
 		error_sys(err, ERR_UNAVAILABLE, last_errno,
 			  "cannot connect to %s port %s", name, port);
 		free(name);
+		free(canon);
 		errno = last_errno;
 		return -1;
 	}
@@ -323,6 +334,7 @@ int imapclient_connect(const char *host, const char *port,
 	fill_addr(fd, true, ic->remote, sizeof(ic->remote));
 	free(ic->host);
 	ic->host = name;
+	ic->sasl_host = canon;
 
 	/*
 	 * The server takes a while to greet (imapd starts up); load the SASL
@@ -877,7 +889,8 @@ int imapclient_authenticate(struct imapclient *ic,
 		if (typed)
 			o.password = typed;
 		saslclient_free(&sc);
-		if (saslclient_new(&o, ic->host, ic->local[0] ? ic->local : NULL,
+		if (saslclient_new(&o, ic->sasl_host ? ic->sasl_host : ic->host,
+				   ic->local[0] ? ic->local : NULL,
 				   ic->remote[0] ? ic->remote : NULL,
 				   ic->tls ? (unsigned)tls_ssf(ic->tls) : 0,
 				   &sc, err) < 0) {

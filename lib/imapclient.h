@@ -58,6 +58,9 @@ void imapclient_abandon(struct imapclient **ic);
 bool imapclient_alive(const struct imapclient *ic);
 /* The host as given to connect; points into ic. */
 const char *imapclient_host(const struct imapclient *ic);
+/* Its canonical name (getaddrinfo's): what imclient calls the server's
+ * name, in SASL, cyradm's prompt and messages. */
+const char *imapclient_canonical_host(const struct imapclient *ic);
 /* The greeting's text, e.g. "[CAPABILITY ...] host Cyrus IMAP ... ready". */
 const char *imapclient_greeting(const struct imapclient *ic);
 bool imapclient_tls_active(const struct imapclient *ic);
