@@ -19,6 +19,7 @@ struct imapclient {
 	char *greeting;
 	char *bye;            /* the text of a BYE, for the error at EOF */
 	char *sasl_host;      /* the host's canonical name, for SASL */
+	struct saslclient *layer; /* a SASL security layer, once negotiated */
 	struct tls_conn *tls;
 	struct imapparse parser;
 	struct imap_reply reply;
@@ -126,11 +127,33 @@ static int die_conn(struct imapclient *ic)
 	return -1;
 }
 
+static int write_raw(struct imapclient *ic, const char *data, size_t len,
+		     struct error *err);
+
 static int write_all(struct imapclient *ic, const char *data, size_t len,
 		     struct error *err)
 {
 	if (ic->dead)
 		return error_set(err, ERR_IO, "connection to server lost");
+	if (!ic->layer)
+		return write_raw(ic, data, len, err);
+	unsigned max = saslclient_maxout(ic->layer);
+	while (len) {
+		unsigned piece = len < max ? (unsigned)len : max, outlen;
+		const char *out;
+		if (saslclient_encode(ic->layer, data, piece, &out, &outlen,
+				      err) < 0 ||
+		    write_raw(ic, out, outlen, err) < 0)
+			return die_conn(ic);
+		data += piece;
+		len -= piece;
+	}
+	return 0;
+}
+
+static int write_raw(struct imapclient *ic, const char *data, size_t len,
+		     struct error *err)
+{
 	if (ic->tls) {
 		if (tls_write(ic->tls, data, len, err) < 0)
 			return die_conn(ic);
@@ -194,6 +217,15 @@ static int read_reply(struct imapclient *ic, struct error *err)
 					  "connection closed by server");
 			return die_conn(ic);
 		}
+		if (ic->layer) {
+			const char *out;
+			unsigned outlen;
+			if (saslclient_decode(ic->layer, chunk, (unsigned)n,
+					      &out, &outlen, err) < 0)
+				return die_conn(ic);
+			imapparse_feed(&ic->parser, out, outlen);
+			continue;
+		}
 		imapparse_feed(&ic->parser, chunk, (size_t)n);
 	}
 }
@@ -239,6 +271,7 @@ static void free_client(struct imapclient *ic)
 	buf_release(&ic->caps);
 	buf_release(&ic->mechs);
 	buf_release(&ic->cork);
+	saslclient_free(&ic->layer);
 	free(ic->host);
 	free(ic->sasl_host);
 	free(ic->greeting);
@@ -913,8 +946,14 @@ int imapclient_authenticate(struct imapclient *ic,
 			*err = serr;
 			goto out;
 		}
-		if (r == IMAP_OK)
+		if (r == IMAP_OK) {
+			/* A security layer wraps everything from now on. */
+			if (saslclient_ssf(sc) > 0) {
+				ic->layer = sc;
+				sc = NULL;
+			}
 			break;
+		}
 		mechcopy = xstrdup(mech);
 		remove_word(&list, mechcopy);
 		free(mechcopy);

@@ -154,9 +154,10 @@ int saslclient_new(const struct saslclient_opts *opts, const char *host,
 	sasl_security_properties_t props;
 	memset(&props, 0, sizeof(props));
 	props.min_ssf = opts->minssf;
-	/* No SASL security layer: TLS does that job, and simpler is safer. */
-	props.max_ssf = 0;
-	props.maxbufsize = 0;
+	/* A security layer (GSSAPI, DIGEST-MD5) only without TLS, which
+	 * does that job better; as Cyrus::IMAP, up to maxssf. */
+	props.max_ssf = ext_ssf ? 0 : opts->maxssf;
+	props.maxbufsize = ext_ssf ? 0 : 65536;
 	sasl_setprop(sc->conn, SASL_SEC_PROPS, &props);
 	if (ext_ssf) {
 		sasl_ssf_t ssf = ext_ssf;
@@ -228,6 +229,31 @@ unsigned saslclient_ssf(struct saslclient *sc)
 	if (sasl_getprop(sc->conn, SASL_SSF, &v) != SASL_OK || !v)
 		return 0;
 	return *(const sasl_ssf_t *)v;
+}
+
+unsigned saslclient_maxout(struct saslclient *sc)
+{
+	const void *v = NULL;
+	if (sasl_getprop(sc->conn, SASL_MAXOUTBUF, &v) != SASL_OK || !v ||
+	    !*(const unsigned *)v)
+		return 4096;
+	return *(const unsigned *)v;
+}
+
+int saslclient_encode(struct saslclient *sc, const char *in, unsigned len,
+		      const char **out, unsigned *outlen, struct error *err)
+{
+	int r;
+	IN_LIB(r = sasl_encode(sc->conn, in, len, out, outlen));
+	return r == SASL_OK ? 0 : sasl_error(sc, err, r, "SASL layer");
+}
+
+int saslclient_decode(struct saslclient *sc, const char *in, unsigned len,
+		      const char **out, unsigned *outlen, struct error *err)
+{
+	int r;
+	IN_LIB(r = sasl_decode(sc->conn, in, len, out, outlen));
+	return r == SASL_OK ? 0 : sasl_error(sc, err, r, "SASL layer");
 }
 
 const char *saslclient_password(struct saslclient *sc)

@@ -62,6 +62,17 @@ int saslclient_step(struct saslclient *sc, const char *in, unsigned inlen,
 		    const char **out, unsigned *outlen, struct error *err);
 /* Security strength of the negotiated layer (0: none). */
 unsigned saslclient_ssf(struct saslclient *sc);
+/*
+ * The security layer negotiated (ssf > 0): what goes out is encoded in
+ * pieces of at most saslclient_maxout bytes, what comes in decoded (out
+ * points into sc, valid until the next call; a partial packet gives 0
+ * bytes). 0, or -1 with err.
+ */
+unsigned saslclient_maxout(struct saslclient *sc);
+int saslclient_encode(struct saslclient *sc, const char *in, unsigned len,
+		      const char **out, unsigned *outlen, struct error *err);
+int saslclient_decode(struct saslclient *sc, const char *in, unsigned len,
+		      const char **out, unsigned *outlen, struct error *err);
 /* The password the user typed or was given, or NULL; points into sc. */
 const char *saslclient_password(struct saslclient *sc);
 

@@ -19,7 +19,7 @@ PACKAGES=(
 	sasl2-bin libsasl2-modules libsasl2-modules-db
 	perl python3 procps util-linux coreutils diffutils findutils time
 	openssl
-	krb5-kdc krb5-admin-server krb5-user libsasl2-modules-gssapi-mit
+	krb5-kdc krb5-admin-server krb5-user libsasl2-modules-gssapi-mit strace
 )
 
 missing=()

@@ -274,6 +274,20 @@ test_expect_success 'admin with --auth GSSAPI: same output' '
 	grep -q "STORAGE 0/1000" admin.out.c
 '
 
+# Without TLS, GSSAPI's security layer wraps what follows the login, as
+# in the Perl one: no command goes out in clear (strace shows the bytes).
+command -v strace >/dev/null 2>&1 && test_set_prereq STRACE
+test_expect_success STRACE 'after a GSSAPI login the commands go out wrapped' '
+	kinit_as cyrus &&
+	echo "lm user.*" >lm.in &&
+	strace -f -e trace=sendto,write -s 256 -o layer.strace \
+		"$TOP/bin/cyradm" --auth GSSAPI --user cyrus \
+		--port "$CYR_PORT" localhost <lm.in >layer.out 2>&1 &&
+	grep -q "user.bob" layer.out &&
+	grep -q "AUTHENTICATE GSSAPI" layer.strace &&
+	! grep "sendto(" layer.strace | grep -q "LIST"
+'
+
 test_expect_success 'admin, no --auth: GSSAPI is picked before PLAIN' '
 	kinit_as cyrus &&
 	admin_script | compare admin-noauth --user cyrus \
