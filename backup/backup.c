@@ -905,7 +905,7 @@ int cmd_backup_create(int argc, char **argv, struct cyrus_ctx *ctx)
 	time_t now = time(NULL);
 	char *id = backup_snapshot_newid(c.ar, now);
 	char *sdir = xasprintf("%s/snapshots/%s", dir, id);
-	char *mpath = xasprintf("%s/manifest", sdir);
+	char *mpath = xasprintf("%s/" BACKUP_MANIFEST_NAME, sdir);
 	if (!c.dry) {
 		if (mkdir(sdir, 0777) < 0 && errno != EEXIST) {
 			log_error("cannot create '%s': %s", sdir,

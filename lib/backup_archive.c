@@ -55,7 +55,7 @@ bool backup_sha1_valid(const char *s)
 	return s[i] == '\0';
 }
 
-static EVP_MD_CTX *sha1_new(void)
+void *backup_sha1_begin(void)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL))
@@ -63,7 +63,7 @@ static EVP_MD_CTX *sha1_new(void)
 	return ctx;
 }
 
-static void sha1_done(EVP_MD_CTX *ctx, char hex[41])
+void backup_sha1_end(void *ctx, char hex[BACKUP_SHA1_HEX])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned mdlen = 0;
@@ -110,6 +110,163 @@ static void rm_tmp_dir(const char *dir)
 		free(p);
 	}
 	closedir(d);
+}
+
+/* ---- gzip streams ---- */
+
+struct backup_gzout {
+	z_stream zs;
+	bool ended; /* the last add finished a member */
+};
+
+struct backup_gzout *backup_gzout_new(int level)
+{
+	struct backup_gzout *g = xzmalloc(sizeof(*g));
+	if (deflateInit2(&g->zs, level, Z_DEFLATED, 15 + 16, 8,
+			 Z_DEFAULT_STRATEGY) != Z_OK)
+		BUG("zlib: deflateInit2 failed");
+	return g;
+}
+
+void backup_gzout_add(struct backup_gzout *g, const void *data, size_t len,
+		      bool finish, struct buf *out)
+{
+	const unsigned char *p = data;
+	if (g->ended)
+		deflateReset(&g->zs);
+	g->ended = false;
+	do {
+		/* avail_in is 32 bits wide. */
+		size_t n = len > (1u << 30) ? (1u << 30) : len;
+		bool last = n == len;
+		int flush = finish && last ? Z_FINISH : Z_NO_FLUSH;
+		int zr;
+		g->zs.next_in = (Bytef *)(uintptr_t)p;
+		g->zs.avail_in = (uInt)n;
+		do {
+			buf_grow(out, CHUNK);
+			g->zs.next_out = (Bytef *)out->s + out->len;
+			g->zs.avail_out = CHUNK;
+			zr = deflate(&g->zs, flush);
+			if (zr == Z_STREAM_ERROR)
+				BUG("zlib: deflate failed");
+			out->len += CHUNK - g->zs.avail_out;
+			out->s[out->len] = '\0'; /* buf's invariant */
+		} while (g->zs.avail_out == 0 ||
+			 (flush == Z_FINISH && zr != Z_STREAM_END));
+		p += n;
+		len -= n;
+	} while (len);
+	g->ended = finish;
+}
+
+void backup_gzout_free(struct backup_gzout *g)
+{
+	if (!g)
+		return;
+	deflateEnd(&g->zs);
+	free(g);
+}
+
+struct backup_gzin {
+	int fd;
+	bool own_fd;      /* opened here: closed by free */
+	const char *what; /* names the file in errors, or NULL */
+	uint64_t off;  /* file offset of the next read */
+	z_stream zs;
+	bool between;  /* before a member: none started yet, or one ended */
+	bool members;  /* one ended */
+	bool eof;
+	unsigned char in[CHUNK];
+};
+
+struct backup_gzin *backup_gzin_new(int fd, const char *what)
+{
+	struct backup_gzin *g = xzmalloc(sizeof(*g));
+	if (inflateInit2(&g->zs, 15 + 16) != Z_OK)
+		BUG("zlib: inflateInit2 failed");
+	g->fd = fd;
+	g->what = what;
+	backup_gzin_rewind(g);
+	return g;
+}
+
+struct backup_gzin *backup_gzin_open(const char *path, const char *what)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct backup_gzin *g = backup_gzin_new(fd, what);
+	g->own_fd = true;
+	return g;
+}
+
+void backup_gzin_rewind(struct backup_gzin *g)
+{
+	g->off = 0;
+	g->zs.avail_in = 0;
+	g->between = true;
+	g->members = g->eof = false;
+}
+
+ssize_t backup_gzin_read(struct backup_gzin *g, void *p, size_t len,
+			 struct error *err)
+{
+	g->zs.next_out = p;
+	g->zs.avail_out = (uInt)(len > CHUNK ? CHUNK : len);
+	size_t want = g->zs.avail_out;
+	while (want && g->zs.avail_out == want) {
+		if (!g->zs.avail_in && !g->eof) {
+			ssize_t n = pread(g->fd, g->in, CHUNK, (off_t)g->off);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return error_sys(err, ERR_IO, errno,
+						 "%s%scannot read",
+						 g->what ? g->what : "",
+						 g->what ? ": " : "");
+			g->eof = n == 0;
+			g->off += (uint64_t)n;
+			g->zs.next_in = g->in;
+			g->zs.avail_in = (uInt)n;
+		}
+		if (!g->zs.avail_in) {
+			/* Only at the end of a member is the end clean. */
+			if (g->between && g->members)
+				return 0;
+			return error_set(err, ERR_DATA, "%s%s%s",
+					 g->what ? g->what : "",
+					 g->what ? ": damaged: " : "",
+					 g->off ? "truncated gzip data"
+						: "not a valid gzip file "
+						  "(empty)");
+		}
+		if (g->between)
+			inflateReset(&g->zs);
+		g->between = false;
+		int zr = inflate(&g->zs, Z_NO_FLUSH);
+		if (zr == Z_STREAM_END) {
+			g->between = g->members = true;
+		} else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+			return error_set(err, ERR_DATA, "%s%snot a valid "
+					 "gzip file (%s)",
+					 g->what ? g->what : "",
+					 g->what ? ": damaged: " : "",
+					 g->zs.msg ? g->zs.msg
+						   : "inflate error");
+		}
+	}
+	return (ssize_t)(want - g->zs.avail_out);
+}
+
+void backup_gzin_free(struct backup_gzin *g)
+{
+	if (!g)
+		return;
+	inflateEnd(&g->zs);
+	if (g->own_fd)
+		close(g->fd);
+	free(g);
 }
 
 /* ---- packs ---- */
@@ -413,93 +570,61 @@ static void idx_load(struct backup_archive *ar, uint32_t pi)
 	struct backup_packs *P = ar->packs;
 	struct buf path = BUF_INIT, line = BUF_INIT;
 	struct error err = ERROR_INIT;
-	static unsigned char ibuf[CHUNK], obuf[CHUNK];
-	z_stream zs = { 0 };
-	bool zinit = false, ended = false, done = false;
+	static unsigned char obuf[CHUNK];
+	struct backup_gzin *gz = NULL;
+	bool ended = false;
 	unsigned nline = 0;
-	EVP_MD_CTX *md = sha1_new();
-	int zr = Z_OK;
+	EVP_MD_CTX *md = backup_sha1_begin();
 	char want[41] = "", got[41];
 
 	P->p[pi].first = P->ne;
 	P->p[pi].nobj = 0;
 	pack_name(ar, P->p[pi].id, "idx.gz", &path);
-	int fd = open(path.s, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	gz = backup_gzin_open(path.s, NULL);
+	if (!gz) {
 		error_sys(&err, ERR_NOINPUT, errno, "cannot open");
 		goto out;
 	}
-	if (inflateInit2(&zs, 15 + 16) != Z_OK) {
-		error_set(&err, ERR_SOFTWARE, "zlib: inflateInit2 failed");
-		goto out;
-	}
-	zinit = true;
-	while (!done) {
-		ssize_t n = read(fd, ibuf, sizeof(ibuf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			error_sys(&err, ERR_IO, errno, "cannot read");
+	for (;;) {
+		ssize_t have = backup_gzin_read(gz, obuf, CHUNK, &err);
+		if (have < 0)
 			goto out;
-		}
-		if (n == 0)
+		if (have == 0)
 			break;
-		zs.next_in = ibuf;
-		zs.avail_in = (uInt)n;
-		while (zs.avail_in && !done) {
-			zs.next_out = obuf;
-			zs.avail_out = CHUNK;
-			zr = inflate(&zs, Z_NO_FLUSH);
-			if (zr != Z_OK && zr != Z_STREAM_END &&
-			    zr != Z_BUF_ERROR) {
-				error_set(&err, ERR_DATA, "not a valid gzip "
-					  "file (%s)",
-					  zs.msg ? zs.msg : "inflate error");
+		for (size_t k = 0; k < (size_t)have;) {
+			unsigned char *nl = memchr(obuf + k, '\n',
+						   (size_t)have - k);
+			size_t l = nl ? (size_t)(nl - obuf) - k
+				      : (size_t)have - k;
+			buf_add(&line, obuf + k, l);
+			k += l;
+			if (!nl)
+				break;
+			k++;
+			nline++;
+			if (ended) {
+				error_set(&err, ERR_DATA, "lines after the "
+					  "end line");
 				goto out;
 			}
-			size_t have = CHUNK - zs.avail_out;
-			for (size_t k = 0; k < have;) {
-				unsigned char *nl = memchr(obuf + k, '\n',
-							   have - k);
-				size_t l = nl ? (size_t)(nl - obuf) - k
-					      : have - k;
-				buf_add(&line, obuf + k, l);
-				k += l;
-				if (!nl)
-					break;
-				k++;
-				nline++;
-				if (ended) {
-					error_set(&err, ERR_DATA, "lines after "
-						  "the end line");
+			if (!strncmp(line.s, "end\t", 4)) {
+				snprintf(want, sizeof(want), "%s",
+					 line.s + 4);
+				ended = true;
+			} else {
+				EVP_DigestUpdate(md, line.s, line.len);
+				EVP_DigestUpdate(md, "\n", 1);
+				if (idx_line(P, pi, line.s, nline, &err) < 0)
 					goto out;
-				}
-				if (!strncmp(line.s, "end\t", 4)) {
-					snprintf(want, sizeof(want), "%s",
-						 line.s + 4);
-					ended = true;
-				} else {
-					EVP_DigestUpdate(md, line.s, line.len);
-					EVP_DigestUpdate(md, "\n", 1);
-					if (idx_line(P, pi, line.s, nline,
-						     &err) < 0)
-						goto out;
-				}
-				buf_reset(&line);
 			}
-			if (zr == Z_STREAM_END)
-				done = true;
+			buf_reset(&line);
 		}
-	}
-	if (zr != Z_STREAM_END) {
-		error_set(&err, ERR_DATA, "truncated gzip data");
-		goto out;
 	}
 	if (!ended || line.len) {
 		error_set(&err, ERR_DATA, "no end line");
 		goto out;
 	}
-	sha1_done(md, got);
+	backup_sha1_end(md, got);
 	md = NULL;
 	if (strcmp(got, want)) {
 		error_set(&err, ERR_DATA, "wrong checksum");
@@ -512,10 +637,7 @@ static void idx_load(struct backup_archive *ar, uint32_t pi)
 out:
 	if (md)
 		EVP_MD_CTX_free(md);
-	if (zinit)
-		inflateEnd(&zs);
-	if (fd >= 0)
-		close(fd);
+	backup_gzin_free(gz);
 	if (err.kind) {
 		/* None of it is trusted. */
 		P->ne = P->p[pi].first;
@@ -793,7 +915,7 @@ static int zout_open(struct backup_archive *ar, struct zout *z,
 				 "failed");
 	z->zinit = true;
 	if (hash)
-		z->md = sha1_new();
+		z->md = backup_sha1_begin();
 	return 0;
 }
 
@@ -1167,7 +1289,7 @@ static int writer_close(struct backup_archive *ar, char id_r[41],
 	if (zout_deflate(&w->z, zeros, sizeof(zeros), true, err) < 0)
 		return -1;
 	P->p[w->pack].size = w->z.off;
-	sha1_done(w->z.md, id_r);
+	backup_sha1_end(w->z.md, id_r);
 	w->z.md = NULL;
 	return zout_close(ar, &w->z, err);
 }
@@ -1180,7 +1302,7 @@ static int idx_write(struct backup_archive *ar, uint32_t pi, const char *id,
 	const struct pack_file *p = &P->p[pi];
 	struct zout z;
 	struct buf b = BUF_INIT;
-	EVP_MD_CTX *md = sha1_new();
+	EVP_MD_CTX *md = backup_sha1_begin();
 	char hex[41], sum[41];
 	int r = -1;
 
@@ -1204,7 +1326,7 @@ static int idx_write(struct backup_archive *ar, uint32_t pi, const char *id,
 		}
 	}
 	EVP_DigestUpdate(md, b.s, b.len);
-	sha1_done(md, sum);
+	backup_sha1_end(md, sum);
 	md = NULL;
 	buf_printf(&b, "end\t%s\n", sum);
 	if (zout_deflate(&z, b.s, b.len, true, err) < 0 ||
@@ -1286,7 +1408,6 @@ static int pack_commit(struct backup_archive *ar, struct error *err)
 		err = &lerr;
 	if (writer_close(ar, id, err) < 0 ||
 	    idx_write(ar, w->pack, id, &itmp, err) < 0 ||
-	    (ar->format < 2 && format_write(ar, 2, err) < 0) ||
 	    pack_install(ar, w->z.tmp, itmp, id, err) < 0) {
 		if (itmp) {
 			unlink(itmp);
@@ -1541,9 +1662,9 @@ static int packed_read(const struct backup_archive *ar,
 					 errno, "'%s' (which holds message "
 					 "%s): missing", path->s, hex);
 	}
-	struct sink k = { .md = sha1_new(), .out = out, .fd = fd_out };
+	struct sink k = { .md = backup_sha1_begin(), .out = out, .fd = fd_out };
 	int r = cursor_object(P->cur, path->s, e, &k, err);
-	sha1_done(k.md, got);
+	backup_sha1_end(k.md, got);
 	if (r < 0 && err) {
 		char m[sizeof(err->msg)];
 		snprintf(m, sizeof(m), "%s", err->msg);
@@ -1575,7 +1696,7 @@ static int file_sha1(const char *path, char hex[41], uint64_t *size,
 	if (fd < 0)
 		return error_sys(err, errno == ENOENT ? ERR_NOINPUT : ERR_IO,
 				 errno, "'%s': missing", path);
-	EVP_MD_CTX *md = sha1_new();
+	EVP_MD_CTX *md = backup_sha1_begin();
 	*size = 0;
 	for (;;) {
 		ssize_t n = read(fd, b, sizeof(b));
@@ -1594,7 +1715,7 @@ static int file_sha1(const char *path, char hex[41], uint64_t *size,
 		*size += (uint64_t)n;
 	}
 	close(fd);
-	sha1_done(md, hex);
+	backup_sha1_end(md, hex);
 	return 0;
 }
 
@@ -1725,7 +1846,7 @@ static int rewrite_pack(struct backup_archive *ar, uint32_t i,
 			for (size_t t = j; t < k; t++) {
 				if (!mine[t - first])
 					continue;
-				struct sink s = { .md = sha1_new(), .fd = -1,
+				struct sink s = { .md = backup_sha1_begin(), .fd = -1,
 						  .ar = ar, .st = &P->st };
 				unsigned char sha[20];
 				char want[41], got[41];
@@ -1733,7 +1854,7 @@ static int rewrite_pack(struct backup_archive *ar, uint32_t i,
 				stage_reset(&P->st);
 				int cr = cursor_object(oc, old.s, &P->e[t], &s,
 						       err);
-				sha1_done(s.md, got);
+				backup_sha1_end(s.md, got);
 				if (cr < 0)
 					goto out;
 				hex20(sha, want);
@@ -1770,10 +1891,10 @@ static int rewrite_pack(struct backup_archive *ar, uint32_t i,
 	vc = cursor_new(vfd, ni);
 	for (size_t t = P->p[ni].first; t < P->p[ni].first + P->p[ni].nobj;
 	     t++) {
-		struct sink s = { .md = sha1_new(), .fd = -1 };
+		struct sink s = { .md = backup_sha1_begin(), .fd = -1 };
 		char want[41], got[41];
 		int cr = cursor_object(vc, w->z.tmp, &P->e[t], &s, err);
-		sha1_done(s.md, got);
+		backup_sha1_end(s.md, got);
 		if (cr < 0)
 			goto out;
 		hex20(P->e[t].sha, want);
@@ -1987,6 +2108,11 @@ static int check_format(struct backup_archive *ar, bool create,
 		error_set(err, ERR_DATA, "'%s' is archive format %s; this "
 			  "tool reads formats 1 to %d", ar->dir, line + 13,
 			  BACKUP_FORMAT_VERSION);
+	} else if (create && v < BACKUP_FORMAT_VERSION) {
+		/* An older tool would not see what this run writes (packs,
+		 * manifest.gz) and its prune would remove it: it must refuse
+		 * the archive from now on. */
+		r = format_write(ar, BACKUP_FORMAT_VERSION, err);
 	} else {
 		ar->format = v;
 		r = 0;
@@ -2260,22 +2386,22 @@ static int pending_add(struct backup_archive *ar, char *tmp, char *final,
 struct putter {
 	struct backup_archive *ar;
 	EVP_MD_CTX *md;
-	z_stream zs;
-	bool zinit;
+	struct backup_gzout *gz;
+	struct buf zb; /* compressed, not yet written */
 	bool pack; /* a message: staged, then into the pack */
 	int fd;
 	char *tmp;
 	uint64_t in, out;
-	unsigned char obuf[CHUNK];
 };
 
 static int putter_begin(struct putter *p, struct backup_archive *ar,
 			enum backup_kind kind, struct error *err)
 {
-	memset(p, 0, sizeof(*p) - sizeof(p->obuf));
+	memset(p, 0, sizeof(*p));
+	buf_init(&p->zb);
 	p->ar = ar;
 	p->fd = -1;
-	p->md = sha1_new();
+	p->md = backup_sha1_begin();
 	if (ar->dry)
 		return 0;
 	if (kind == BACKUP_MESSAGES && ar->packs) {
@@ -2283,11 +2409,7 @@ static int putter_begin(struct putter *p, struct backup_archive *ar,
 		stage_reset(&ar->packs->st);
 		return 0;
 	}
-	if (deflateInit2(&p->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16,
-			 8, Z_DEFAULT_STRATEGY) != Z_OK)
-		return error_set(err, ERR_SOFTWARE, "zlib: deflateInit2 "
-				 "failed");
-	p->zinit = true;
+	p->gz = backup_gzout_new(Z_DEFAULT_COMPRESSION);
 	p->tmp = backup_archive_tmpname(ar, "obj");
 	p->fd = open(p->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
 	if (p->fd < 0)
@@ -2304,24 +2426,14 @@ static int putter_feed(struct putter *p, const void *data, size_t len,
 	p->in += len;
 	if (p->pack)
 		return stage_add(p->ar, &p->ar->packs->st, data, len, err);
-	if (!p->zinit)
+	if (!p->gz)
 		return 0;
-	p->zs.next_in = (Bytef *)(uintptr_t)data;
-	p->zs.avail_in = (uInt)len;
-	int zr;
-	do {
-		p->zs.next_out = p->obuf;
-		p->zs.avail_out = CHUNK;
-		zr = deflate(&p->zs, finish ? Z_FINISH : Z_NO_FLUSH);
-		if (zr == Z_STREAM_ERROR)
-			return error_set(err, ERR_SOFTWARE, "zlib: deflate "
-					 "failed");
-		size_t have = CHUNK - p->zs.avail_out;
-		if (have && write_all(p->fd, p->obuf, have) < 0)
-			return error_sys(err, ERR_IO, errno, "cannot write "
-					 "'%s'", p->tmp);
-		p->out += have;
-	} while (p->zs.avail_out == 0 || (finish && zr != Z_STREAM_END));
+	backup_gzout_add(p->gz, data, len, finish, &p->zb);
+	if (p->zb.len && write_all(p->fd, p->zb.s, p->zb.len) < 0)
+		return error_sys(err, ERR_IO, errno, "cannot write '%s'",
+				 p->tmp);
+	p->out += p->zb.len;
+	buf_reset(&p->zb);
 	return 0;
 }
 
@@ -2332,9 +2444,9 @@ static void putter_abort(struct putter *p)
 	p->md = NULL;
 	if (p->pack)
 		stage_reset(&p->ar->packs->st);
-	if (p->zinit)
-		deflateEnd(&p->zs);
-	p->zinit = false;
+	backup_gzout_free(p->gz);
+	p->gz = NULL;
+	buf_release(&p->zb);
 	if (p->fd >= 0)
 		close(p->fd);
 	p->fd = -1;
@@ -2354,7 +2466,7 @@ static int putter_finish(struct putter *p, enum backup_kind kind,
 		putter_abort(p);
 		return -1;
 	}
-	sha1_done(p->md, sha1_r);
+	backup_sha1_end(p->md, sha1_r);
 	p->md = NULL;
 	if (p->pack) {
 		int r = 0;
@@ -2373,8 +2485,9 @@ static int putter_finish(struct putter *p, enum backup_kind kind,
 		}
 		return 0;
 	}
-	deflateEnd(&p->zs);
-	p->zinit = false;
+	backup_gzout_free(p->gz);
+	p->gz = NULL;
+	buf_release(&p->zb);
 	if (close(p->fd) < 0) {
 		p->fd = -1;
 		error_sys(err, ERR_IO, errno, "cannot write '%s'", p->tmp);
@@ -2465,9 +2578,9 @@ int backup_object_put_path(struct backup_archive *ar, enum backup_kind kind,
 void backup_sha1_hex(const void *data, size_t len,
 		     char out[BACKUP_SHA1_HEX])
 {
-	EVP_MD_CTX *md = sha1_new();
+	EVP_MD_CTX *md = backup_sha1_begin();
 	EVP_DigestUpdate(md, data, len);
-	sha1_done(md, out);
+	backup_sha1_end(md, out);
 }
 
 static size_t part_size(void)
@@ -2532,7 +2645,7 @@ int backup_object_put_parts(struct backup_archive *ar, enum backup_kind kind,
 			return backup_object_put_mem(ar, kind, data, len,
 						     sha1_r, err);
 		}
-		EVP_MD_CTX *whole = sha1_new();
+		EVP_MD_CTX *whole = backup_sha1_begin();
 		for (off = 0; off < len; off += psize) {
 			size_t clen = len - off < psize ? len - off : psize;
 			/* A first cut (the index header, which changes with
@@ -2555,7 +2668,7 @@ int backup_object_put_parts(struct backup_archive *ar, enum backup_kind kind,
 				return -1;
 			}
 		}
-		sha1_done(whole, sha1_r);
+		backup_sha1_end(whole, sha1_r);
 		*size_r = len;
 		*parts_r = parts;
 		*nparts_r = nparts;
@@ -2565,7 +2678,7 @@ int backup_object_put_parts(struct backup_archive *ar, enum backup_kind kind,
 	/* From fd: one chunk of look-ahead tells one object from parts. */
 	cur = xmalloc(psize);
 	next = xmalloc(psize);
-	EVP_MD_CTX *whole = sha1_new();
+	EVP_MD_CTX *whole = backup_sha1_begin();
 	ssize_t n = read_full(fd, cur, psize), m = 0;
 	if (n >= 0 && (size_t)n == psize)
 		m = read_full(fd, next, psize);
@@ -2598,7 +2711,7 @@ int backup_object_put_parts(struct backup_archive *ar, enum backup_kind kind,
 			m = 0;
 		}
 	}
-	sha1_done(whole, sha1_r);
+	backup_sha1_end(whole, sha1_r);
 	whole = NULL;
 	*size_r = off;
 	*parts_r = parts;
@@ -2618,13 +2731,12 @@ int backup_object_read(const struct backup_archive *ar, enum backup_kind kind,
 		       const char *sha1, uint64_t size, struct buf *out,
 		       int fd_out, struct error *err)
 {
-	static unsigned char ibuf[CHUNK], obuf[CHUNK];
+	static unsigned char obuf[CHUNK];
 	struct buf path = BUF_INIT, what = BUF_INIT;
-	z_stream zs = { 0 };
+	struct backup_gzin *gz = NULL;
 	EVP_MD_CTX *md = NULL;
 	uint64_t total = 0;
-	bool zinit = false;
-	int r = -1, zr = Z_OK, fd = -1;
+	int r = -1;
 	char got[41];
 
 	if (kind == BACKUP_MESSAGES) {
@@ -2650,8 +2762,8 @@ int backup_object_read(const struct backup_archive *ar, enum backup_kind kind,
 	}
 	backup_object_path(ar, kind, sha1, &path);
 	buf_printf(&what, "'%s'", path.s);
-	fd = open(path.s, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	gz = backup_gzin_open(path.s, what.s);
+	if (!gz) {
 		int e = errno;
 		buf_adds(&what, ": missing");
 		if (kind == BACKUP_MESSAGES)
@@ -2660,56 +2772,24 @@ int backup_object_read(const struct backup_archive *ar, enum backup_kind kind,
 			  what.s);
 		goto out;
 	}
-	if (inflateInit2(&zs, 15 + 16) != Z_OK) {
-		error_set(err, ERR_SOFTWARE, "zlib: inflateInit2 failed");
-		goto out;
-	}
-	zinit = true;
-	md = sha1_new();
+	md = backup_sha1_begin();
 	for (;;) {
-		ssize_t n = read(fd, ibuf, sizeof(ibuf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			error_sys(err, ERR_IO, errno, "cannot read '%s'",
-				  path.s);
+		ssize_t have = backup_gzin_read(gz, obuf, CHUNK, err);
+		if (have < 0)
+			goto out;
+		if (have == 0)
+			break;
+		EVP_DigestUpdate(md, obuf, (size_t)have);
+		total += (uint64_t)have;
+		if (out)
+			buf_add(out, obuf, (size_t)have);
+		else if (fd_out >= 0 &&
+			 write_all(fd_out, obuf, (size_t)have) < 0) {
+			error_sys(err, ERR_IO, errno, "write error");
 			goto out;
 		}
-		if (n == 0)
-			break;
-		zs.next_in = ibuf;
-		zs.avail_in = (uInt)n;
-		while (zs.avail_in && zr != Z_STREAM_END) {
-			zs.next_out = obuf;
-			zs.avail_out = CHUNK;
-			zr = inflate(&zs, Z_NO_FLUSH);
-			if (zr != Z_OK && zr != Z_STREAM_END &&
-			    zr != Z_BUF_ERROR) {
-				error_set(err, ERR_DATA, "%s: damaged: not "
-					  "a valid gzip file (%s)", what.s,
-					  zs.msg ? zs.msg : "inflate error");
-				goto out;
-			}
-			size_t have = CHUNK - zs.avail_out;
-			EVP_DigestUpdate(md, obuf, have);
-			total += have;
-			if (out)
-				buf_add(out, obuf, have);
-			else if (fd_out >= 0 && have &&
-				 write_all(fd_out, obuf, have) < 0) {
-				error_sys(err, ERR_IO, errno, "write error");
-				goto out;
-			}
-		}
-		if (zr == Z_STREAM_END)
-			break;
 	}
-	if (zr != Z_STREAM_END) {
-		error_set(err, ERR_DATA, "%s: damaged: truncated gzip data",
-			  what.s);
-		goto out;
-	}
-	sha1_done(md, got);
+	backup_sha1_end(md, got);
 	md = NULL;
 check:
 	if (strcmp(got, sha1)) {
@@ -2727,10 +2807,7 @@ check:
 out:
 	if (md)
 		EVP_MD_CTX_free(md);
-	if (zinit)
-		inflateEnd(&zs);
-	if (fd >= 0)
-		close(fd);
+	backup_gzin_free(gz);
 	buf_release(&path);
 	buf_release(&what);
 	return r;
@@ -2778,7 +2855,19 @@ out:
 
 char *backup_manifest_path(const struct backup_archive *ar, const char *id)
 {
-	return xasprintf("%s/snapshots/%s/manifest", ar->dir, id);
+	char *gz = xasprintf("%s/snapshots/%s/" BACKUP_MANIFEST_NAME,
+			     ar->dir, id);
+	if (access(gz, F_OK) < 0 && errno == ENOENT) {
+		/* Written before manifests were compressed? */
+		char *plain = xasprintf("%s/snapshots/%s/manifest", ar->dir,
+					id);
+		if (access(plain, F_OK) == 0) {
+			free(gz);
+			return plain;
+		}
+		free(plain);
+	}
+	return gz;
 }
 
 static int cmp_str(const void *a, const void *b)

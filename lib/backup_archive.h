@@ -23,15 +23,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 struct buf;
 struct error;
 struct backup_shaset;
 
-/* New archives are format 2 (packs); format 1 archives are read, and
- * become format 2 when create first adds a pack to one. */
-#define BACKUP_FORMAT_VERSION 2
+/* New archives are format 3 (packs, compressed manifests); formats 1 and
+ * 2 are read, and become format 3 when create opens them (before it
+ * writes anything a tool of their version would not see). */
+#define BACKUP_FORMAT_VERSION 3
 #define BACKUP_SHA1_HEX 41 /* 40 digits and the NUL */
 
 enum backup_kind { BACKUP_MESSAGES, BACKUP_FILES };
@@ -63,7 +65,7 @@ struct backup_archive {
 	/* Counters of objects this handle added (or would add, dry). */
 	unsigned long new_objects;
 	uint64_t new_bytes; /* compressed bytes written */
-	int format;         /* of the archive: 1 until it has a pack */
+	int format;         /* of the archive (FORMAT) */
 	struct backup_packs *packs; /* the pack indexes, writer and reader */
 };
 
@@ -138,6 +140,41 @@ int backup_object_put_parts(struct backup_archive *ar, enum backup_kind kind,
 /* The SHA-1 of data[0..len) as 40 hex digits. */
 void backup_sha1_hex(const void *data, size_t len,
 		     char out[BACKUP_SHA1_HEX]);
+/* The same in steps: a context (an EVP_MD_CTX, fed with
+ * EVP_DigestUpdate), then its digest as 40 hex digits (frees it). */
+void *backup_sha1_begin(void);
+void backup_sha1_end(void *ctx, char out[BACKUP_SHA1_HEX]);
+
+/*
+ * gzip streams (RFC 1952, zlib), for the objects, the pack indexes and
+ * the manifests. A writer appends compressed bytes to a buffer; finish
+ * ends the gzip member (the next add starts a new one).
+ */
+struct backup_gzout;
+struct backup_gzout *backup_gzout_new(int level);
+void backup_gzout_add(struct backup_gzout *g, const void *data, size_t len,
+		      bool finish, struct buf *out);
+void backup_gzout_free(struct backup_gzout *g);
+
+/*
+ * A reader inflates what fd holds from offset 0 (pread: the fd's offset
+ * is not used): one gzip member or several, as gzip -d does. read returns
+ * up to len bytes, 0 at the end of the last member, -1 on error: ERR_IO,
+ * or ERR_DATA for bytes that are not gzip or a file that ends inside a
+ * member ("truncated gzip data"). what (kept, not copied) names the file
+ * in the messages, "WHAT: damaged: ..."; NULL: the reason alone.
+ */
+struct backup_gzin;
+struct backup_gzin *backup_gzin_new(int fd, const char *what);
+/* The same for a file it opens (and free closes); NULL with errno set if
+ * it cannot. */
+struct backup_gzin *backup_gzin_open(const char *path, const char *what);
+ssize_t backup_gzin_read(struct backup_gzin *g, void *p, size_t len,
+			 struct error *err);
+/* Back to the start of the file. */
+void backup_gzin_rewind(struct backup_gzin *g);
+/* Closes the fd only if open made it. */
+void backup_gzin_free(struct backup_gzin *g);
 
 /* Renames the pending objects into place after making them durable, and
  * finishes the pack being written (a sticky error if one failed). */
@@ -227,7 +264,13 @@ int backup_packs_prune(struct backup_archive *ar,
 int backup_snapshot_ids(const struct backup_archive *ar, char ***ids_r,
 			size_t *n_r, struct error *err);
 void backup_ids_free(char **ids, size_t n);
-/* DIR/snapshots/ID/manifest (malloc'd). */
+/*
+ * The manifest of snapshot ID (malloc'd): DIR/snapshots/ID/manifest.gz,
+ * or the plain DIR/snapshots/ID/manifest of an archive written before
+ * manifests were compressed if only that one is there. What create
+ * writes, for a new ID.
+ */
+#define BACKUP_MANIFEST_NAME "manifest.gz"
 char *backup_manifest_path(const struct backup_archive *ar, const char *id);
 /* A fresh id for time t (ID, ID-2, ...), malloc'd. */
 char *backup_snapshot_newid(const struct backup_archive *ar, time_t t);

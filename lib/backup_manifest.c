@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backup_archive.h"
 #include "error.h"
 #include "xmalloc.h"
 
@@ -34,25 +35,32 @@ void backup_escape(struct buf *out, const char *s, size_t len)
 	}
 }
 
-static void hex20(const unsigned char *md, char out[41])
+/* Writes what w->out holds (hashed unless it is the end line), through
+ * gzip for a .gz manifest; finish ends the gzip member. */
+static void writer_flush(struct backup_manifest_writer *w, bool hash,
+			 bool finish)
 {
-	static const char lower[] = "0123456789abcdef";
-	for (int i = 0; i < 20; i++) {
-		out[2 * i] = lower[md[i] >> 4];
-		out[2 * i + 1] = lower[md[i] & 15];
+	if ((!w->out.len && !finish) || w->failed)
+		return;
+	if (hash)
+		EVP_DigestUpdate(w->md, w->out.s, w->out.len);
+	const struct buf *b = &w->out;
+	if (w->gz) {
+		backup_gzout_add(w->gz, w->out.s, w->out.len, finish,
+				 &w->zout);
+		b = &w->zout;
 	}
-	out[40] = '\0';
+	if (b->len && atomicfile_write(&w->af, b->s, b->len, w->ferr) < 0)
+		w->failed = true;
+	w->bytes += b->len;
+	buf_reset(&w->out);
+	buf_reset(&w->zout);
 }
 
-static void writer_flush(struct backup_manifest_writer *w)
+static bool is_gz(const char *path)
 {
-	if (!w->out.len || w->failed)
-		return;
-	EVP_DigestUpdate(w->md, w->out.s, w->out.len);
-	if (atomicfile_write(&w->af, w->out.s, w->out.len, w->ferr) < 0)
-		w->failed = true;
-	w->bytes += w->out.len;
-	buf_reset(&w->out);
+	size_t l = strlen(path);
+	return l >= 3 && !strcmp(path + l - 3, ".gz");
 }
 
 int backup_manifest_begin(struct backup_manifest_writer *w, const char *path,
@@ -60,12 +68,14 @@ int backup_manifest_begin(struct backup_manifest_writer *w, const char *path,
 {
 	memset(w, 0, sizeof(*w));
 	buf_init(&w->out);
+	buf_init(&w->zout);
 	if (atomicfile_begin(&w->af, path, 0666, err) < 0)
 		return -1;
 	w->af.nosync = nosync;
-	w->md = EVP_MD_CTX_new();
-	if (!w->md || !EVP_DigestInit_ex(w->md, EVP_sha1(), NULL))
-		BUG("cannot set up SHA-1");
+	w->md = backup_sha1_begin();
+	/* Small next to the objects: the best compression costs little. */
+	if (is_gz(path))
+		w->gz = backup_gzout_new(9);
 	w->ferr = xzmalloc(sizeof(*w->ferr));
 	char v[16];
 	snprintf(v, sizeof(v), "%d", 1);
@@ -86,7 +96,7 @@ void backup_manifest_addn(struct backup_manifest_writer *w, const char *type,
 	}
 	buf_addch(&w->out, '\n');
 	if (w->out.len >= FLUSH_AT)
-		writer_flush(w);
+		writer_flush(w, true, false);
 }
 
 void backup_manifest_add(struct backup_manifest_writer *w, const char *type,
@@ -100,7 +110,10 @@ static void writer_free(struct backup_manifest_writer *w)
 	if (w->md)
 		EVP_MD_CTX_free(w->md);
 	w->md = NULL;
+	backup_gzout_free(w->gz);
+	w->gz = NULL;
 	buf_release(&w->out);
+	buf_release(&w->zout);
 	free(w->ferr);
 	w->ferr = NULL;
 }
@@ -108,21 +121,15 @@ static void writer_free(struct backup_manifest_writer *w)
 int backup_manifest_commit(struct backup_manifest_writer *w,
 			   uint64_t *bytes_r, struct error *err)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char hex[41];
+	char hex[BACKUP_SHA1_HEX];
 
-	writer_flush(w);
+	writer_flush(w, true, false);
+	backup_sha1_end(w->md, hex);
+	w->md = NULL;
+	buf_printf(&w->out, "end\t%s\n", hex);
+	writer_flush(w, false, true);
 	if (w->failed) {
 		*err = *w->ferr;
-		backup_manifest_abort(w);
-		return -1;
-	}
-	EVP_DigestFinal_ex(w->md, md, &mdlen);
-	hex20(md, hex);
-	buf_printf(&w->out, "end\t%s\n", hex);
-	w->bytes += w->out.len;
-	if (atomicfile_write(&w->af, w->out.s, w->out.len, err) < 0) {
 		backup_manifest_abort(w);
 		return -1;
 	}
@@ -142,6 +149,8 @@ void backup_manifest_abort(struct backup_manifest_writer *w)
 /* ---- reading ---- */
 
 #define RBUF_SIZE 65536
+/* "end", TAB, 40 digits, LF */
+#define END_LEN (4 + 40 + 1)
 
 static int unhex(int c)
 {
@@ -189,84 +198,104 @@ static long unescape(char *s, size_t len)
 	return (long)o;
 }
 
-static int read_at(int fd, void *p, size_t len, uint64_t off)
+/* The text of the manifest, from its start: plain bytes, or inflated.
+ * Up to n bytes, 0 at the end, -1 on error. */
+static ssize_t src_read(struct backup_manifest_reader *rd, void *p, size_t n,
+			struct error *err)
 {
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = pread(fd, (char *)p + got, len - got,
-				  (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
+	if (rd->gz)
+		return backup_gzin_read(rd->gz, p, n, err);
+	for (;;) {
+		ssize_t got = pread(rd->fd, p, n, (off_t)rd->foff);
+		if (got < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0) {
-			errno = EIO; /* shorter than fstat said */
-			return -1;
-		}
-		got += (size_t)n;
+		if (got < 0)
+			return error_sys(err, ERR_IO, errno,
+					 "cannot read '%s'", rd->path);
+		rd->foff += (uint64_t)got;
+		return got;
 	}
+}
+
+static void src_rewind(struct backup_manifest_reader *rd)
+{
+	rd->foff = 0;
+	if (rd->gz)
+		backup_gzin_rewind(rd->gz);
+}
+
+/* The first pass: the SHA-1 of everything but the last END_LEN + 1
+ * bytes (held back in a window), then the end line and the LF before it
+ * checked in that window. */
+static int check_sum(struct backup_manifest_reader *rd, struct error *err)
+{
+	unsigned char tail[END_LEN + 1];
+	size_t tl = 0;
+	uint64_t size = 0;
+	void *ctx = backup_sha1_begin();
+	int r = 0;
+
+	src_rewind(rd);
+	for (;;) {
+		ssize_t got = src_read(rd, rd->rbuf, RBUF_SIZE, err);
+		if (got <= 0) {
+			r = got < 0 ? -1 : 0;
+			break;
+		}
+		size_t n = (size_t)got;
+		size += n;
+		if (n >= sizeof(tail)) {
+			EVP_DigestUpdate(ctx, tail, tl);
+			EVP_DigestUpdate(ctx, rd->rbuf, n - sizeof(tail));
+			memcpy(tail, rd->rbuf + n - sizeof(tail), sizeof(tail));
+			tl = sizeof(tail);
+			continue;
+		}
+		if (tl + n > sizeof(tail)) {
+			size_t drop = tl + n - sizeof(tail);
+			EVP_DigestUpdate(ctx, tail, drop);
+			memmove(tail, tail + drop, tl - drop);
+			tl -= drop;
+		}
+		memcpy(tail + tl, rd->rbuf, n);
+		tl += n;
+	}
+	const unsigned char *e = tail + (tl > END_LEN ? tl - END_LEN : 0);
+	if (r == 0 && (size < END_LEN || tail[tl - 1] != '\n' ||
+		       memcmp(e, "end\t", 4) || (size > END_LEN && tail[0] != '\n')))
+		r = error_set(err, ERR_DATA, "'%s': damaged: no end line "
+			      "(truncated?)", rd->path);
+	if (r < 0) {
+		EVP_MD_CTX_free(ctx);
+		return -1;
+	}
+	if (size > END_LEN)
+		EVP_DigestUpdate(ctx, tail, 1); /* the LF before the end line */
+	memcpy(rd->sum, e + 4, 40);
+	rd->sum[40] = '\0';
+	rd->body = size - END_LEN;
+	char hex[BACKUP_SHA1_HEX];
+	backup_sha1_end(ctx, hex);
+	if (strcmp(hex, rd->sum))
+		return error_set(err, ERR_DATA, "'%s': damaged: checksum "
+				 "mismatch", rd->path);
 	return 0;
 }
 
-static void digest_hex(void *ctx, char hex[41])
+/* Exactly n more bytes of the text into rd->rbuf. */
+static int src_fill(struct backup_manifest_reader *rd, size_t n,
+		    struct error *err)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	hex20(md, hex);
-}
-
-static void *sha1_new(void)
-{
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL))
-		BUG("cannot set up SHA-1");
-	return ctx;
-}
-
-/* The first pass: the end line, and the SHA-1 of what comes before. */
-static int check_sum(struct backup_manifest_reader *rd, struct error *err)
-{
-	const size_t endlen = 4 + 40 + 1;
-	struct stat st;
-	char tail[4 + 40 + 2];
-	if (fstat(rd->fd, &st) < 0)
-		return error_sys(err, ERR_IO, errno, "cannot stat '%s'",
-				 rd->path);
-	uint64_t size = (uint64_t)st.st_size;
-	size_t tl = size > endlen ? endlen + 1 : (size_t)size;
-	if (tl && read_at(rd->fd, tail, tl, size - tl) < 0)
-		return error_sys(err, ERR_IO, errno, "cannot read '%s'",
-				 rd->path);
-	const char *e = tail + tl - (tl > endlen ? endlen : tl);
-	if (size < endlen || tail[tl - 1] != '\n' || memcmp(e, "end\t", 4) ||
-	    (size > endlen && tail[0] != '\n'))
-		return error_set(err, ERR_DATA, "'%s': damaged: no end line "
-				 "(truncated?)", rd->path);
-	memcpy(rd->sum, e + 4, 40);
-	rd->sum[40] = '\0';
-	rd->body = size - endlen;
-
-	void *ctx = sha1_new();
-	int r = 0;
-	for (uint64_t off = 0; off < rd->body;) {
-		size_t n = rd->body - off < RBUF_SIZE ? (size_t)(rd->body - off)
-						      : RBUF_SIZE;
-		if (read_at(rd->fd, rd->rbuf, n, off) < 0) {
-			r = error_sys(err, ERR_IO, errno, "cannot read '%s'",
-				      rd->path);
-			break;
-		}
-		EVP_DigestUpdate(ctx, rd->rbuf, n);
-		off += n;
+	for (size_t got = 0; got < n;) {
+		ssize_t k = src_read(rd, rd->rbuf + got, n - got, err);
+		if (k < 0)
+			return -1;
+		if (k == 0)
+			return error_set(err, ERR_DATA, "'%s' changed while "
+					 "it was read", rd->path);
+		got += (size_t)k;
 	}
-	char hex[41];
-	digest_hex(ctx, hex);
-	EVP_MD_CTX_free(ctx);
-	if (r == 0 && strcmp(hex, rd->sum))
-		r = error_set(err, ERR_DATA, "'%s': damaged: checksum mismatch",
-			      rd->path);
-	return r;
+	return 0;
 }
 
 /* The next line of the body into rd->line (without its LF): 1, 0 at the
@@ -284,9 +313,8 @@ static int read_line(struct backup_manifest_reader *rd, struct error *err)
 			size_t n = left < RBUF_SIZE ? (size_t)left : RBUF_SIZE;
 			if (!n)
 				break; /* a last line without LF */
-			if (read_at(rd->fd, rd->rbuf, n, rd->pos) < 0)
-				return error_sys(err, ERR_IO, errno,
-						 "cannot read '%s'", rd->path);
+			if (src_fill(rd, n, err) < 0)
+				return -1;
 			EVP_DigestUpdate(rd->md, rd->rbuf, n);
 			rd->rlen = n;
 		}
@@ -300,10 +328,11 @@ static int read_line(struct backup_manifest_reader *rd, struct error *err)
 	}
 	buf_grow(&rd->line, 1);
 	rd->line.s[rd->line.len] = '\0';
-	if (rd->pos + rd->roff >= rd->body) {
+	if (rd->pos + rd->roff >= rd->body && rd->md) {
 		/* All of the body went through the hash again. */
-		char hex[41];
-		digest_hex(rd->md, hex);
+		char hex[BACKUP_SHA1_HEX];
+		backup_sha1_end(rd->md, hex);
+		rd->md = NULL;
 		if (strcmp(hex, rd->sum))
 			return error_set(err, ERR_DATA, "'%s' changed while it "
 					 "was read", rd->path);
@@ -345,7 +374,8 @@ int backup_manifest_rewind(struct backup_manifest_reader *rd,
 {
 	if (rd->md)
 		EVP_MD_CTX_free(rd->md);
-	rd->md = sha1_new();
+	rd->md = backup_sha1_begin();
+	src_rewind(rd);
 	rd->pos = rd->rlen = rd->roff = 0;
 	rd->recno = 1;
 	rd->again = rd->at_end = false;
@@ -380,6 +410,10 @@ int backup_manifest_open(const char *path, struct backup_manifest_reader *rd,
 		return -1;
 	}
 	rd->rbuf = xmalloc(RBUF_SIZE);
+	if (is_gz(path)) {
+		rd->what = xasprintf("'%s'", path);
+		rd->gz = backup_gzin_new(rd->fd, rd->what);
+	}
 	if (check_sum(rd, err) < 0 || backup_manifest_rewind(rd, err) < 0) {
 		backup_manifest_close(rd);
 		return -1;
@@ -420,6 +454,8 @@ void backup_manifest_close(struct backup_manifest_reader *rd)
 	if (rd->md)
 		EVP_MD_CTX_free(rd->md);
 	rd->md = NULL;
+	backup_gzin_free(rd->gz);
+	free(rd->what);
 	free(rd->path);
 	free(rd->rbuf);
 	free(rd->fields);

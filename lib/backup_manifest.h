@@ -1,14 +1,19 @@
 /*
  * backup_manifest.h: the manifest of a backup snapshot
- * (doc/backup-format.md): TAB-separated records, %XX escapes, and a last
- * line "end TAB sha1-of-everything-before".
+ * (doc/backup-format.md): TAB-separated records, backslash escapes, and a
+ * last line "end TAB sha1-of-everything-before".
  *
- * The writer streams to a temporary file beside the manifest (hashing as
- * it goes) and renames it into place at commit, after fsync. The reader
- * streams too: open checks the end line and the checksum in a first pass
- * that keeps nothing, then next() hands out one record at a time, so
- * memory does not grow with the manifest. backup_manifest_load() keeps a
- * whole manifest, for callers that want random access to small ones.
+ * A path that ends in ".gz" is a gzip file of that text (what create
+ * writes); any other path is the plain text (archives written before
+ * manifests were compressed). Writer and reader tell them by the name.
+ *
+ * The writer streams to a temporary file beside the manifest (hashing the
+ * text as it goes) and renames it into place at commit, after fsync. The
+ * reader streams too: open checks the end line and the checksum in a
+ * first pass that keeps nothing, then next() hands out one record at a
+ * time, so memory does not grow with the manifest. backup_manifest_load()
+ * keeps a whole manifest, for callers that want random access to small
+ * ones.
  */
 #ifndef CYRUS_LIB_BACKUP_MANIFEST_H
 #define CYRUS_LIB_BACKUP_MANIFEST_H
@@ -21,19 +26,24 @@
 #include "buf.h"
 
 struct error;
+struct backup_gzout;
+struct backup_gzin;
 
 #define BACKUP_MANIFEST_MAGIC "cyrus-backup-manifest"
 
 struct backup_manifest_writer {
 	struct atomicfile af;
-	void *md;          /* EVP_MD_CTX */
-	struct buf out;    /* not yet written */
-	uint64_t bytes;    /* written so far */
+	void *md;          /* EVP_MD_CTX of the text */
+	struct buf out;    /* text not yet written */
+	struct backup_gzout *gz; /* NULL: plain text */
+	struct buf zout;   /* its output, not yet written */
+	uint64_t bytes;    /* file bytes written so far */
 	bool failed;
 	struct error *ferr; /* first write error (owned) */
 };
 
-/* Starts path (its directory must exist) and writes the first line. */
+/* Starts path (its directory must exist; gzip if it ends in ".gz") and
+ * writes the first line. */
 int backup_manifest_begin(struct backup_manifest_writer *w, const char *path,
 			  bool nosync, struct error *err);
 /* One record: type, then nfields fields (escaped here). */
@@ -43,7 +53,8 @@ void backup_manifest_add(struct backup_manifest_writer *w, const char *type,
 void backup_manifest_addn(struct backup_manifest_writer *w, const char *type,
 			  size_t nfields, const char *const *fields,
 			  const size_t *lens);
-/* Writes the end line, fsyncs, renames into place. bytes_r: file size. */
+/* Writes the end line, fsyncs, renames into place. bytes_r: file size
+ * (compressed). */
 int backup_manifest_commit(struct backup_manifest_writer *w,
 			   uint64_t *bytes_r, struct error *err);
 void backup_manifest_abort(struct backup_manifest_writer *w);
@@ -53,17 +64,21 @@ void backup_escape(struct buf *out, const char *s, size_t len);
 
 /*
  * A manifest read one record at a time. open() makes a first pass over
- * the whole file (SHA-1 of everything before the end line, compared with
+ * the whole text (SHA-1 of everything before the end line, compared with
  * it; then the first line: magic and version), keeping nothing; next()
  * then reads the records after the first line, unescaped, one at a time,
  * and hashes them again: if the file changed between the passes, the end
- * is ERR_DATA. The end line is not a record.
+ * is ERR_DATA. The end line is not a record. A .gz manifest is inflated
+ * as it is read, each pass from the start.
  */
 struct backup_manifest_reader {
 	int fd;
 	char *path;
-	uint64_t body;     /* bytes before the end line */
-	uint64_t pos;      /* file offset of rbuf[0] */
+	char *what;        /* 'path', for gzip errors */
+	struct backup_gzin *gz; /* NULL: plain text */
+	uint64_t foff;     /* plain: file offset of the next read */
+	uint64_t body;     /* text bytes before the end line */
+	uint64_t pos;      /* text offset of rbuf[0] */
 	char *rbuf;        /* read buffer */
 	size_t rlen, roff; /* bytes in it, next unread */
 	struct buf line;   /* the current record, unescaped in place */
@@ -80,8 +95,9 @@ struct backup_manifest_reader {
 
 /*
  * Opens and checks path: missing file ERR_NOINPUT; no end line, a wrong
- * checksum, a bad first line: ERR_DATA ("checksum mismatch"...); a newer
- * version: ERR_DATA. On error nothing is left open.
+ * checksum, a bad first line, gzip data that is damaged or cut short:
+ * ERR_DATA ("damaged: checksum mismatch"...); a newer version: ERR_DATA.
+ * On error nothing is left open.
  */
 int backup_manifest_open(const char *path, struct backup_manifest_reader *rd,
 			 struct error *err);

@@ -10,69 +10,17 @@
 # refused.
 test_description='backup restore beside a running Cyrus, through its locks'
 . "$(dirname "$0")/../lib/test-lib.sh"
+. "$TOP/tests/lib/backup-lib.sh"
 
-real_cyrus_available || test_skip_all 'no Debian cyrus-imapd'
-test_have_prereq ROOT || test_skip_all 'needs root (the private Cyrus)'
-instance_start || test_skip_all 'cannot start a private Cyrus'
-
-export CYRUS_TOOLKIT_NOSYNC=1
+backup_require
 # Small parts, so that cyrus.cache and cyrus.index are stored in parts.
 export CYRUS_BACKUP_PART_SIZE=1024
-B=$TEST_SCRATCH/archive
-C="-C $CYR_CONF"
+backup_start
 
-# What the real imapd serves of a mailbox to USER (EXAMINE leaves \Recent
-# alone): the untagged responses.
-imap_state() # USER MAILBOX
-{
-	instance_imap_script -u "$1" -w "$1" <<-EOF | grep -v '^[TLZ][0-9]* '
-	EXAMINE "$2"
-	UID FETCH 1:* (UID FLAGS INTERNALDATE BODY.PEEK[])
-	EOF
-}
-imap_append() # USER MAILBOX < message
-{
-	"$_CYR_PY" -c "$_CYR_IMAP_PY" 127.0.0.1 "$CYR_PORT" "$1" "$1" 0 "$2"
-}
-real_quota() { as_cyrus "$REAL_BIN/quota" -C "$CYR_CONF"; }
-# The real tools over every user and shared mailbox; restored names are
-# dropped from their output (reconstruct -r lists what it walks).
-real_checks()
-{
-	as_cyrus "$REAL_BIN/reconstruct" -C "$CYR_CONF" -n -r -G user.alice \
-		user.bob user.carol shared 2>&1 | grep -v '^user\.[a-z]*\.Again\|^user\.bob\.Restored\|^user\.bob\.Locked'
-	as_cyrus "$REAL_BIN/chk_cyrus" -C "$CYR_CONF" 2>&1 |
-		grep -v '^checking: \|^Examining partition'
-	return 0
-}
+# The restored names the baseline of the real checks lacks.
+RESTORED='^user\.[a-z]*\.Again\|^user\.bob\.Restored\|^user\.bob\.Locked'
 mboxdb() { as_cyrus "$REAL_BIN/cyr_dbtool" -C "$CYR_CONF" "$CYR_CONFIGDIR/mailboxes.db" twoskip show; }
 tree() { find "$CYR_PART" "$CYR_PART2" | sort; }
-newest() { echo "$B/snapshots/$(ls "$B/snapshots" | sort | tail -n 1)/manifest"; }
-test_must_be_empty()
-{
-	if [ -s "$1" ]; then
-		echo "'$1' is not empty:" >&2
-		cat "$1" >&2
-		return 1
-	fi
-}
-
-# bulk_deliver USER N: N messages over one LMTP connection.
-bulk_deliver()
-{
-	"$_CYR_PY" - "$CYR_LMTP" "$1@$CYR_SERVERNAME" "$2" <<-\PY
-	import smtplib, sys
-	c = smtplib.LMTP(sys.argv[1])
-	c.ehlo("localhost")
-	for i in range(int(sys.argv[3])):
-	    body = "".join("line %d of message %d\n" % (k, i) for k in range(40))
-	    msg = ("From: bulk@example.org\nTo: %s\nSubject: bulk %d\n"
-	           "Date: Mon, 1 May 2023 11:%02d:00 +0000\n"
-	           "Message-ID: <bulk.%d@example.org>\n\n%s" % (sys.argv[2], i, i % 60, i, body))
-	    c.sendmail("bulk@example.org", [sys.argv[2]], msg.encode())
-	c.quit()
-	PY
-}
 
 # client USER MAILBOX: works on one of USER's mailboxes until the file
 # stop exists, one round after another (an append, flags set and
@@ -110,10 +58,7 @@ test_expect_success 'setup: a filled store, users files, a snapshot' '
 	SELECT shared
 	STORE 1 +FLAGS (\Seen)
 	EOF
-	sieve=$(as_cyrus "$REAL_BIN/mbpath" -C "$CYR_CONF" -S user.carol) &&
-	as_cyrus mkdir -p "$sieve" &&
-	echo "keep;" | as_cyrus tee "$sieve/main.script" >/dev/null &&
-	as_cyrus ln -s main.script "$sieve/defaultbc" &&
+	sieve_keep carol &&
 	udir=$(as_cyrus "$REAL_BIN/mbpath" -C "$CYR_CONF" -U user.carol) &&
 	test_path_is_file "$udir/sub.db" &&
 	test_path_is_file "$udir/seen.db" &&
@@ -127,12 +72,13 @@ test_expect_success 'setup: a filled store, users files, a snapshot' '
 	FETCH 1 FLAGS
 	EOF
 	grep -q "FLAGS (\\\\Seen)" carol-shared-before &&
-	real_checks >baseline-checks &&
+	real_checks "$RESTORED" >baseline-checks &&
 	real_quota >quota-before &&
 	cyrus backup create $C "$B" &&
-	grep -q "^user	carol	counters	" "$(newest)" &&
-	grep -q "^user	carol	seen	" "$(newest)" &&
-	grep -q "^sievelink	carol	defaultbc	main.script\$" "$(newest)"
+	manifest_text >text &&
+	grep -q "^user	carol	counters	" text &&
+	grep -q "^user	carol	seen	" text &&
+	grep -q "^sievelink	carol	defaultbc	main.script\$" text
 '
 
 # bob works in his Trash (same user, same quota root as the restored
@@ -175,7 +121,7 @@ test_expect_success 'the same imapd serves the restored mailboxes as in the snap
 '
 
 test_expect_success 'the real reconstruct -n, chk_cyrus and quota find nothing' '
-	real_checks >checks &&
+	real_checks "$RESTORED" >checks &&
 	test_cmp baseline-checks checks &&
 	real_quota >q1 &&
 	as_cyrus "$REAL_BIN/quota" -C "$CYR_CONF" -f >/dev/null 2>fix &&
@@ -257,7 +203,7 @@ test_expect_success 'a deleted user comes back under its own name, with its file
 	sieve=$(as_cyrus "$REAL_BIN/mbpath" -C "$CYR_CONF" -S user.carol) &&
 	test "$(cat "$sieve/main.script")" = "keep;" &&
 	test "$(readlink "$sieve/defaultbc")" = main.script &&
-	real_checks >checks &&
+	real_checks "$RESTORED" >checks &&
 	test_cmp baseline-checks checks &&
 	real_quota >q1 &&
 	as_cyrus "$REAL_BIN/quota" -C "$CYR_CONF" -f >/dev/null 2>&1 &&
@@ -266,10 +212,9 @@ test_expect_success 'a deleted user comes back under its own name, with its file
 '
 
 test_expect_success 'a restore that fails half-way leaves nothing behind' '
-	m=$(newest) &&
-	s=$(awk -F"\t" "\$1==\"mailbox\"{mb=\$2}
+	s=$(manifest_text | awk -F"\t" "\$1==\"mailbox\"{mb=\$2}
 		\$1==\"file\"{f=(mb==\"user.alice\" && \$2==\"cyrus.index\"); if (f) w=\$3}
-		\$1==\"part\" && f && !p {p=\$3} END {print p ? p : w}" "$m") &&
+		\$1==\"part\" && f && !p {p=\$3} END {print p ? p : w}") &&
 	o="$B/files/${s:0:2}/$s.gz" &&
 	test_path_is_file "$o" &&
 	mv "$o" index.gz &&

@@ -12,11 +12,9 @@
 # chk_cyrus find nothing, and the real quota is right.
 test_description='backup create/verify/restore on each 3.6.1 store layout'
 . "$(dirname "$0")/../lib/test-lib.sh"
+. "$TOP/tests/lib/backup-lib.sh"
 
-real_cyrus_available || test_skip_all 'no Debian cyrus-imapd'
-test_have_prereq ROOT || test_skip_all 'needs root (the private Cyrus)'
-
-export CYRUS_TOOLKIT_NOSYNC=1
+backup_require
 # Small parts: cyrus.index and cyrus.cache are stored in several.
 export CYRUS_BACKUP_PART_SIZE=2048
 
@@ -33,24 +31,11 @@ rcpt() { echo "$UNAME@${DOMAIN:-$CYR_SERVERNAME}"; }
 
 lmtp_to() { "$_CYR_PY" -c "$_CYR_LMTP_PY" "$CYR_LMTP" "$1"; }
 
-# imap_append MAILBOX < message: APPEND as the user.
-imap_append()
-{
-	"$_CYR_PY" -c "$_CYR_IMAP_PY" 127.0.0.1 "$CYR_PORT" "$LOGIN" "$PW" 0 "$1"
-}
+# append MAILBOX < message: APPEND as the user.
+append() { imap_append "$LOGIN" "$1" "$PW"; }
 
-# state LOGIN PW MAILBOX: what the real imapd serves (untagged answers
-# only); fails if the login or a command fails, so that two empty states
-# never compare equal.
-state()
-{
-	instance_imap_script -u "$1" -w "$2" >.state.raw <<-EOF || return 1
-	EXAMINE "$3"
-	UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[])
-	EOF
-	grep -q "^\* OK \[UIDVALIDITY" .state.raw || return 1
-	grep -v '^[TLZ][0-9]* ' .state.raw
-}
+# state LOGIN PW MAILBOX: imap_state with the password.
+state() { imap_state "$1" "$3" "$2"; }
 
 # A restored mailbox under a new name has a new uniqueid: the rest is the
 # same.
@@ -68,7 +53,6 @@ checks()
 	return 0
 }
 
-real_quota() { as_cyrus "$REAL_BIN/quota" -C "$1"; }
 
 # qused RESOURCE ROOT FILE: the Used column of a quota report.
 qused()
@@ -98,14 +82,6 @@ mbpath() { as_cyrus "$REAL_BIN/mbpath" -C "$@"; }
 # count_msgs DIR: the message files ("UID.") in DIR.
 count_msgs() { ls "$1" | grep -c '^[0-9][0-9]*\.$'; }
 
-test_must_be_empty()
-{
-	if [ -s "$1" ]; then
-		echo "$1 is not empty:" >&2
-		cat "$1" >&2
-		return 1
-	fi
-}
 
 # exists STATEFILE: the EXISTS count of a state.
 exists() { sed -n 's/^\* \([0-9]*\) EXISTS$/\1/p' "$1"; }
@@ -211,9 +187,9 @@ fill()
 	_instance_msg 2 "to be expunged" | lmtp_to "$(rcpt)" &&
 	_instance_msg_multipart | lmtp_to "$(rcpt)" &&
 	_instance_msg_attachment | lmtp_to "$(rcpt)" &&
-	_instance_msg 3 "sent one" | imap_append "$INB$F1" &&
-	_instance_msg 4 "old one" | imap_append "$INB"Old &&
-	_instance_msg 5 "old two" | imap_append "$INB"Old &&
+	_instance_msg 3 "sent one" | append "$INB$F1" &&
+	_instance_msg 4 "old one" | append "$INB"Old &&
+	_instance_msg 5 "old two" | append "$INB"Old &&
 	instance_imap_script -u "$LOGIN" -w "$PW" >/dev/null <<-EOF
 	SELECT INBOX
 	STORE 2 +FLAGS (\\Deleted)
@@ -282,13 +258,14 @@ layout_tests()
 		cyrus backup verify "$B" >verify.out &&
 		cat verify.out &&
 		grep -q ": ok, [0-9]* mailboxes, [0-9]* messages" verify.out &&
-		M=$(ls -d "$B"/snapshots/*/manifest) &&
-		grep -q "^mailbox	$IROOT\$" "$M" &&
-		grep -q "^mailbox	$IROOT.$F1I\$" "$M" &&
-		grep -q "^mailbox	$DELNAME\$" "$M" &&
-		grep -q "^quota	$IROOT	" "$M" &&
+		test $(manifests "$B") = 1 &&
+		manifest_text >M &&
+		grep -q "^mailbox	$IROOT\$" M &&
+		grep -q "^mailbox	$IROOT.$F1I\$" M &&
+		grep -q "^mailbox	$DELNAME\$" M &&
+		grep -q "^quota	$IROOT	" M &&
 		sed "/^--- chk_cyrus/,\$d" checks.base >recon &&
-		test_line_count = $(grep -c "^mailbox	" "$M") recon
+		test_line_count = $(grep -c "^mailbox	" M) recon
 	'
 
 	test_expect_success "$LAYOUT: restore --as beside the paused store, served the same" '

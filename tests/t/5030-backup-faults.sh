@@ -15,11 +15,9 @@
 #    the archive.
 test_description='backup on a full disk, killed, and given bad input'
 . "$(dirname "$0")/../lib/test-lib.sh"
+. "$TOP/tests/lib/backup-lib.sh"
 
-real_cyrus_available || test_skip_all 'no Debian cyrus-imapd'
-test_have_prereq ROOT || test_skip_all 'needs root (the private Cyrus)'
-
-export CYRUS_TOOLKIT_NOSYNC=1
+backup_require
 
 SA=$TEST_SCRATCH/small-archive	# a tmpfs: the archive of the full-disk tests
 SP=$TEST_SCRATCH/small-part	# a tmpfs: partition-small
@@ -47,18 +45,7 @@ test_have_prereq TMPFS || say "cannot mount a tmpfs: the full-disk tests are ski
 # The tools run as cyrus.
 chown cyrus:mail "$SA" "$SP"
 
-CYR_EXTRA_CONF="partition-small: $SP" instance_start ||
-	test_skip_all 'cannot start a private Cyrus'
-C="-C $CYR_CONF"
-
-test_must_be_empty()
-{
-	if [ -s "$1" ]; then
-		echo "$1 is not empty:" >&2
-		cat "$1" >&2
-		return 1
-	fi
-}
+CYR_EXTRA_CONF="partition-small: $SP" backup_start
 
 # one_line FILE WORDS: FILE (a stderr) is one line, and has WORDS.
 one_line()
@@ -94,29 +81,13 @@ store_tree()
 }
 
 mboxlist() { as_cyrus "$REAL_BIN/ctl_mboxlist" -C "$CYR_CONF" -d; }
-real_quota() { as_cyrus "$REAL_BIN/quota" -C "$CYR_CONF"; }
 
-# state USER MAILBOX: what the real imapd serves of it to USER (password
-# USER), untagged answers only; fails if IMAP does.
-state()
-{
-	instance_imap_script -u "$1" -w "$1" >.state.raw <<-EOF || return 1
-	EXAMINE "$2"
-	UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])
-	EOF
-	grep -q "^\* OK \[UIDVALIDITY" .state.raw || return 1
-	grep -v '^[TLZ][0-9]* ' .state.raw
-}
-
-# The same, short: for mailboxes of thousands of messages.
+# short_state USER MAILBOX: imap_state without the bodies, for mailboxes
+# of thousands of messages.
 short_state()
 {
-	instance_imap_script -u "$1" -w "$1" >.state.raw <<-EOF || return 1
-	EXAMINE "$2"
-	UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])
-	EOF
-	grep -q "^\* OK \[UIDVALIDITY" .state.raw || return 1
-	grep -v '^[TLZ][0-9]* \|MAILBOXID' .state.raw
+	STATE_ITEMS="UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]" \
+		imap_state "$1" "$2" | grep -v MAILBOXID
 }
 
 # random_msg N KB: a message of about KB kilobytes that gzip cannot shrink
@@ -126,25 +97,6 @@ random_msg()
 	printf 'From: a@example.org\nTo: b@example.org\nSubject: random %s\n' "$1"
 	printf 'Message-ID: <random.%s.%s@example.org>\n\n' "$1" "$$"
 	head -c $(($2 * 768)) /dev/urandom | base64
-}
-
-# bulk USER N TAG: N distinct messages (about 2 KB) to USER in one LMTP
-# session.
-bulk()
-{
-	"$_CYR_PY" - "$CYR_LMTP" "$1@$CYR_SERVERNAME" "$2" "$3" <<-'PY'
-	import base64, os, smtplib, sys
-	sock, rcpt, n, tag = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-	c = smtplib.LMTP(sock)
-	c.ehlo("localhost")
-	for i in range(n):
-	    body = base64.encodebytes(os.urandom(1500)).decode()
-	    c.sendmail("a@example.org", [rcpt],
-	               "From: a@example.org\nTo: %s\nSubject: bulk %s %d\n"
-	               "Message-ID: <bulk.%s.%d@example.org>\n\n%s"
-	               % (rcpt, tag, i, tag, i, body))
-	c.quit()
-	PY
 }
 
 # avail DIR: free bytes on the filesystem of DIR.
@@ -161,7 +113,6 @@ fill_up()
 	echo "$(avail "$1") bytes free on $1"
 }
 
-manifests() { ls "$1"/snapshots/*/manifest 2>/dev/null | wc -l; }
 
 # verify_all DIR: every complete snapshot verifies (none at all: list
 # shows none, once the archive has its FORMAT).
@@ -280,8 +231,8 @@ assert d[-1][\"messages\"] == d[0][\"messages\"] + 4, d"
 '
 
 test_expect_success TMPFS 'restore into a full partition: one line, nothing half-restored' '
-	state dave INBOX >dave.before &&
-	state erin INBOX >erin.before &&
+	imap_state dave INBOX >dave.before &&
+	imap_state erin INBOX >erin.before &&
 	instance_pause &&
 	test_when_finished instance_resume &&
 	mboxlist >mbl.before &&
@@ -303,9 +254,9 @@ test_expect_success TMPFS 'restore into a full partition: one line, nothing half
 '
 
 test_expect_success TMPFS 'the mailboxes on the full partition are served as before' '
-	state dave INBOX >now &&
+	imap_state dave INBOX >now &&
 	test_cmp dave.before now &&
-	state erin INBOX >now &&
+	imap_state erin INBOX >now &&
 	test_cmp erin.before now
 '
 
@@ -314,8 +265,8 @@ test_expect_success TMPFS 'once there is room again, the restore completes' '
 	instance_pause &&
 	cyrus backup restore $C "$SA" --as user.dave.Restored user.dave &&
 	instance_resume &&
-	state dave INBOX.Restored >r.state &&
-	state dave INBOX >d.state &&
+	imap_state dave INBOX.Restored >r.state &&
+	imap_state dave INBOX >d.state &&
 	grep -v MAILBOXID r.state >restored &&
 	grep -v MAILBOXID d.state >expect &&
 	test_cmp expect restored &&
@@ -333,6 +284,7 @@ test_expect_success 'setup: an archive of two snapshots' '
 	cyrus backup create $C "$BA" &&
 	cyrus backup create $C "$BA" &&
 	test $(manifests "$BA") = 2 &&
+	test $(ls "$BA"/snapshots/*/manifest.gz | wc -l) = 2 &&
 	mkdir notarch && echo "not an archive" >notarch/file &&
 	echo "a file" >plainfile
 '
@@ -424,12 +376,12 @@ test_expect_success 'a manifest with a bad checksum: setup' '
 	cp -a "$BA" bad &&
 	newest=$(ls bad/snapshots | sort | tail -n 1) &&
 	oldest=$(ls bad/snapshots | sort | head -n 1) &&
-	m=bad/snapshots/$newest/manifest &&
-	sed "/^time	/s/\$/0/" "$m" >m.new &&
+	m=bad/snapshots/$newest/manifest.gz &&
+	zcat "$m" | sed "/^time	/s/\$/0/" | gzip >m.new &&
 	! cmp -s "$m" m.new &&
 	cat m.new >"$m" &&
-	head -n -1 "$m" | sha1sum | cut -d" " -f1 >sum &&
-	tail -n 1 "$m" | cut -f2 >want &&
+	zcat "$m" | head -n -1 | sha1sum | cut -d" " -f1 >sum &&
+	zcat "$m" | tail -n 1 | cut -f2 >want &&
 	! test_cmp sum want 2>/dev/null
 '
 
@@ -482,12 +434,39 @@ test_expect_success 'a manifest with a bad checksum: prune drops nothing' '
 
 test_expect_success 'a manifest with a bad checksum: the next create completes' '
 	rm -rf bad && cp -a "$BA" bad &&
-	m=bad/snapshots/$newest/manifest &&
-	sed "/^time	/s/\$/0/" "$m" >m.new && cat m.new >"$m" &&
+	m=bad/snapshots/$newest/manifest.gz &&
+	zcat "$m" | sed "/^time	/s/\$/0/" | gzip >m.new && cat m.new >"$m" &&
 	cyrus backup create $C "$TEST_SCRATCH/bad" &&
 	id=$(ls bad/snapshots | sort | tail -n 1) &&
 	test "$id" != "$newest" &&
 	cyrus backup verify "$TEST_SCRATCH/bad" "$id" >out &&
+	grep -q "^$id: ok," out
+'
+
+# A manifest.gz cut short (a disk that failed under it, a copy that
+# stopped): damaged, named, exit 65; the snapshot before it still
+# verifies; prune changes nothing; the next create completes.
+test_expect_success 'a truncated manifest.gz: verify, list and prune say so, create goes on' '
+	rm -rf cut && cp -a "$BA" cut &&
+	m=cut/snapshots/$newest/manifest.gz &&
+	head -c $(( $(stat -c %s "$m") / 2 )) "$m" >m.cut && cat m.cut >"$m" &&
+	! gzip -t "$m" 2>/dev/null &&
+	tree cut >before &&
+	test_expect_code 65 cyrus backup verify "$TEST_SCRATCH/cut" >out 2>err &&
+	cat out err &&
+	grep -q "^$oldest: ok," out &&
+	grep "$newest" err | grep -q "damaged: truncated gzip data" &&
+	test_expect_code 65 cyrus backup list "$TEST_SCRATCH/cut" >out 2>err &&
+	grep -q "^$oldest " out &&
+	grep -q "truncated gzip data" err &&
+	{ cyrus backup prune "$TEST_SCRATCH/cut" --keep 1 2>err; rc=$?; } &&
+	cat err && sysexits $rc &&
+	tree cut >after &&
+	test_cmp before after &&
+	cyrus backup create $C "$TEST_SCRATCH/cut" &&
+	id=$(ls cut/snapshots | sort | tail -n 1) &&
+	test "$id" != "$newest" &&
+	cyrus backup verify "$TEST_SCRATCH/cut" "$id" >out &&
 	grep -q "^$id: ok," out
 '
 
@@ -499,7 +478,7 @@ test_expect_success 'setup: three thousand messages' '
 	instance_create_user k1 &&
 	instance_create_user k2 Sub &&
 	instance_create_user k3 &&
-	bulk k1 1200 a && bulk k2 900 b && bulk k3 900 c &&
+	bulk_deliver k1 1200 a && bulk_deliver k2 900 b && bulk_deliver k3 900 c &&
 	instance_imap_script -u k1 -w k1 >/dev/null <<-\EOF
 	SELECT INBOX
 	STORE 1:400 +FLAGS (\Seen)
@@ -515,7 +494,7 @@ test_expect_success 'kill -9 of create at random moments: the archive verifies, 
 		landed=0
 		for r in 1 2 3 4 5 6; do
 			if [ $r != 1 ]; then
-				bulk k3 200 round$r || exit 1
+				bulk_deliver k3 200 round$r || exit 1
 			fi
 			full=
 			[ $((r % 2)) = 0 ] && full=--full
@@ -554,7 +533,7 @@ test_expect_success 'kill -9 of prune at random moments: the archive verifies, t
 	(
 		landed=0
 		for r in 1 2 3 4; do
-			bulk k3 300 prune$r &&
+			bulk_deliver k3 300 prune$r &&
 			cyrus backup create $C "$K" &&
 			expunge_all k3 &&
 			cyrus backup create $C "$K" || exit 1
