@@ -39,7 +39,7 @@ uniqueid_of() {
 examine() {
 	as_cyrus "$REAL_BIN/mbexamine" -C "$CONF" "$1" |
 		sed -E -e "s/(Last Updated|Last Appenddate|Last Change|Savedate)[^ ]*: .*/\1: T/" \
-		       -e "s/(LAST_UPDATED|SAVEDATE)[:=] *[0-9]+/\1 T/g" \
+		       -e "s/(LAST_UPDATED|SAVEDATE|LASTUPD) *[:=] *[0-9]+/\1 T/g" \
 		       -e "s#$TEST_SCRATCH/[^/]*/#X/#g"
 }
 accepted()
