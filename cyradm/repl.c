@@ -678,8 +678,9 @@ static void note_lane(off_t end, unsigned lane)
 		return;
 	pipe_ahead.on_lanes++;
 	if (pipe_ahead.qhead + pipe_ahead.qn == pipe_ahead.qalloc) {
-		memmove(pipe_ahead.q, pipe_ahead.q + pipe_ahead.qhead,
-			pipe_ahead.qn * sizeof(*pipe_ahead.q));
+		if (pipe_ahead.qn)   /* (q is NULL before the first) */
+			memmove(pipe_ahead.q, pipe_ahead.q + pipe_ahead.qhead,
+				pipe_ahead.qn * sizeof(*pipe_ahead.q));
 		pipe_ahead.qhead = 0;
 		if (pipe_ahead.qn == pipe_ahead.qalloc) {
 			pipe_ahead.qalloc = pipe_ahead.qalloc * 2 + 64;
