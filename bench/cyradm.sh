@@ -123,9 +123,12 @@ awk -v n="$N" 'BEGIN {
 }' >"$work/script.in"
 # Each on a fresh store: mailboxes.db grows with every create and delete,
 # so whichever ran second would be slower.
+# The disk still writing back (and discarding) what the run before left
+# slowed whichever ran later by up to half: sync first.
 fresh()
 {
 	instance_stop >/dev/null 2>&1 || true
+	sync
 	instance_start >"$work/instance.log" 2>&1 || {
 		cat "$work/instance.log"
 		exit 69
