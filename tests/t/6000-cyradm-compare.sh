@@ -10,6 +10,7 @@
 # else on the machine wrote in between -- a build or other tests).
 test_description='cyradm matches the Perl cyradm'
 . "$(dirname "$0")/../lib/test-lib.sh"
+. "$TOP/tests/lib/cyradm-lib.sh"
 
 real_cyrus_available || test_skip_all "Debian's cyrus-imapd is not installed"
 [ "$(id -u)" = 0 ] || test_skip_all 'needs root to start master'
@@ -62,24 +63,6 @@ reset_store()
 	return 0
 }
 
-# compare NAME [cyradm args...] < script: runs both, compares.
-compare()
-{
-	local name=$1 st
-	shift
-	cat >"$name.in"
-	reset_store
-	setsid -w /usr/bin/cyradm "$@" <"$name.in" >"$name.out.p" 2>"$name.err.p"
-	echo "exit $?" >>"$name.err.p"
-	reset_store
-	setsid -w "$TOP/bin/cyradm" "$@" <"$name.in" >"$name.out.c" 2>"$name.err.c"
-	echo "exit $?" >>"$name.err.c"
-	for st in out err; do
-		normalise <"$name.$st.p" >"$name.$st.expect" &&
-		normalise <"$name.$st.c" >"$name.$st.actual" &&
-		test_cmp "$name.$st.expect" "$name.$st.actual" || return 1
-	done
-}
 
 admin()
 {
