@@ -330,12 +330,8 @@ static void test_literal_suffix(void)
 	test_end();
 }
 
-/*
- * A one-connection server in a child: greets, answers the first command
- * (CAPABILITY) OK, then writes reply to the second and hangs up. Returns
- * its port; *pid_r is the child.
- */
-static int scripted_server(const char *reply, pid_t *pid_r)
+/* A listening socket on a free loopback port (into *port), or -1. */
+static int listen_loopback(int *port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t sl = sizeof(sa);
@@ -343,7 +339,25 @@ static int scripted_server(const char *reply, pid_t *pid_r)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    listen(ls, 1) < 0 ||
-	    getsockname(ls, (struct sockaddr *)&sa, &sl) < 0)
+	    getsockname(ls, (struct sockaddr *)&sa, &sl) < 0) {
+		if (ls >= 0)
+			close(ls);
+		return -1;
+	}
+	*port = ntohs(sa.sin_port);
+	return ls;
+}
+
+/*
+ * A one-connection server in a child: greets, answers the first command
+ * (CAPABILITY) OK, then writes reply to the second and hangs up. Returns
+ * its port; *pid_r is the child.
+ */
+static int scripted_server(const char *reply, pid_t *pid_r)
+{
+	int port;
+	int ls = listen_loopback(&port);
+	if (ls < 0)
 		return -1;
 	*pid_r = fork();
 	if (*pid_r == 0) {
@@ -360,7 +374,7 @@ static int scripted_server(const char *reply, pid_t *pid_r)
 		_exit(0);
 	}
 	close(ls);
-	return ntohs(sa.sin_port);
+	return port;
 }
 
 static void lost_after(const char *title, const char *reply,
@@ -412,13 +426,9 @@ static void test_connection_lost(void)
  */
 static int echo_server(pid_t *pid_r)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sa);
-	int ls = socket(AF_INET, SOCK_STREAM, 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(ls, 1) < 0 ||
-	    getsockname(ls, (struct sockaddr *)&sa, &sl) < 0)
+	int port;
+	int ls = listen_loopback(&port);
+	if (ls < 0)
 		return -1;
 	*pid_r = fork();
 	if (*pid_r == 0) {
@@ -443,7 +453,7 @@ static int echo_server(pid_t *pid_r)
 		_exit(0);
 	}
 	close(ls);
-	return ntohs(sa.sin_port);
+	return port;
 }
 
 static void last_echo(const struct imap_reply *r, void *rock)
